@@ -1,0 +1,1 @@
+"""The auth service: users in SQL, JWT login, LiveKit tokens and user administration."""

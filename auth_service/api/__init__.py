@@ -1,0 +1,1 @@
+"""HTTP routes of the auth service and the dependencies they share."""

@@ -1,0 +1,1 @@
+"""Settings, password hashing and database plumbing of the auth service."""

@@ -1,0 +1,152 @@
+"""The auth service's settings: the common ones plus database, signing key, LiveKit, logins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shared.identity import USERNAME_PATTERN
+from shared.keys import load_private_key
+from shared.settings import CommonSettings, key_file
+from shared.tokens import TokenIssuer, TokenVerifier
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
+ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def normalize_database_url(value: str) -> str:
+    """Parse a database URL and point it at the async driver (asyncpg or aiosqlite)."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL (expected postgresql://… or sqlite://…)") from None
+    driver = ASYNC_DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ValueError(f"unsupported scheme {url.drivername!r}: use postgresql:// or sqlite://")
+    if not url.database or url.database == ":memory:":
+        raise ValueError("names no database (SQLite needs a file path)")
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+class DatabaseSettings(BaseSettings):
+    """Only the database URL: what `alembic` needs, without the token settings."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class AuthSettings(CommonSettings, DatabaseSettings):
+    """Everything `auth-service` reads from the environment and `.env`."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    jwt_private_key_file: Path | None = None
+
+    livekit_url: str | None = Field(default=None, max_length=2048)
+    livekit_api_key: str | None = Field(default=None, max_length=256)
+    livekit_api_secret: SecretStr | None = None
+    livekit_token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
+
+    first_admin_username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
+    first_admin_password: SecretStr | None = None
+
+    login_max_failures_per_username: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=300, ge=1, le=86400)
+    forwarded_allow_ips: str = ""
+
+    @field_validator(
+        "livekit_url",
+        "livekit_api_key",
+        "livekit_api_secret",
+        "first_admin_username",
+        "first_admin_password",
+        "jwt_private_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _livekit_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ValueError("must start with ws://, wss://, http:// or https://")
+        return url
+
+    @field_validator("jwt_private_key_file")
+    @classmethod
+    def _private_key_loads(cls, path: Path | None) -> Path | None:
+        return key_file(path, load_private_key)
+
+    @field_validator("first_admin_password")
+    @classmethod
+    def _first_admin_password_length(cls, password: SecretStr | None) -> SecretStr | None:
+        if password is not None and not 8 <= len(password.get_secret_value()) <= 1024:
+            raise ValueError("must be 8 to 1024 characters")
+        return password
+
+    @model_validator(mode="after")
+    def _first_admin_complete(self) -> AuthSettings:
+        if (self.first_admin_username is None) != (self.first_admin_password is None):
+            raise ValueError(
+                "FIRST_ADMIN_USERNAME, FIRST_ADMIN_PASSWORD: set both or neither"
+            )
+        return self
+
+    def _check_asymmetric_keys(self) -> None:
+        """The auth service signs, so under EdDSA it needs the private key."""
+        if self.jwt_algorithm == "EdDSA" and self.jwt_private_key_file is None:
+            raise ValueError("JWT_PRIVATE_KEY_FILE: required when JWT_ALGORITHM is EdDSA")
+
+    @property
+    def livekit_configured(self) -> bool:
+        return None not in (self.livekit_url, self.livekit_api_key, self.livekit_api_secret)
+
+    def _signing_key(self) -> str | Ed25519PrivateKey:
+        if self.jwt_algorithm == "HS256":
+            assert self.jwt_secret is not None  # enforced by the settings validator
+            return self.jwt_secret.get_secret_value()
+        assert self.jwt_private_key_file is not None
+        return load_private_key(self.jwt_private_key_file)
+
+    def token_issuer(self) -> TokenIssuer:
+        return TokenIssuer(
+            algorithm=self.jwt_algorithm,
+            key=self._signing_key(),
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            ttl_seconds=self.access_token_ttl_seconds,
+        )
+
+    def token_verifier(self) -> TokenVerifier:
+        """Verification key derived from the signing key (no public key file needed here)."""
+        key = self._signing_key()
+        public: str | Ed25519PublicKey = key if isinstance(key, str) else key.public_key()
+        return TokenVerifier(
+            algorithm=self.jwt_algorithm,
+            key=public,
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+        )

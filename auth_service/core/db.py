@@ -1,0 +1,50 @@
+"""The async engine, the session factory, and running the alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+ALEMBIC_INI = REPOSITORY_ROOT / "alembic.ini"
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    engine = create_async_engine(database_url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    """SQLite ignores foreign keys unless asked, per connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(database_url: str) -> Config:
+    """The repository's alembic configuration, aimed at `database_url`."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(REPOSITORY_ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def run_migrations(database_url: str, revision: str = "head") -> None:
+    """Upgrade the schema; synchronous, so call it outside a running event loop."""
+    command.upgrade(alembic_config(database_url), revision)

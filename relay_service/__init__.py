@@ -1,0 +1,1 @@
+"""The WebSocket gateway: operators' commands to factories, factories' statuses to the rest."""

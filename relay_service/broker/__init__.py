@@ -1,0 +1,27 @@
+"""Brokers carry each message once to every replica: in process (one replica) or Redis pub/sub."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from relay_service.broker.base import Broker, MessageHandler
+from relay_service.config import RelaySettings
+
+
+def broker_for(settings: RelaySettings, client: Redis | None, on_message: MessageHandler) -> Broker:
+    """The Redis broker when there is a Redis client, else the in-process one."""
+    if client is None:
+        from relay_service.broker.memory import MemoryBroker
+
+        return MemoryBroker(on_message)
+    from relay_service.broker.redis import RedisBroker
+
+    return RedisBroker(
+        client,
+        on_message,
+        reconnect_max_seconds=settings.broker_reconnect_max_seconds,
+        publish_queue_limit=settings.broker_publish_queue_limit,
+    )
+
+
+__all__ = ["Broker", "MessageHandler", "broker_for"]

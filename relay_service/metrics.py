@@ -1,0 +1,29 @@
+"""Prometheus metrics of the relay. Labels are bounded sets: never a user or session id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.protocol import CLIENT_OPS, SERVER_OPS
+
+CONNECTIONS = Gauge("relay_connections", "Identified WebSocket sessions on this replica", ["type"])
+SOCKETS = Gauge("relay_sockets", "Open WebSocket connections, identified or not")
+FRAMES = Counter("relay_frames_total", "WebSocket frames by op and direction", ["op", "direction"])
+CLOSES = Counter("relay_closes_total", "Sessions closed by the server, by close code", ["code"])
+DELIVERY_LATENCY = Histogram(
+    "relay_delivery_latency_seconds",
+    "From a message's arrival at any replica to its fan-out on this one",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BROKER_UP = Gauge("relay_broker_up", "1 while the broker connection is up and subscribed")
+BROKER_RECONNECTS = Counter("relay_broker_reconnects_total", "Broker reconnections after a loss")
+BROKER_DROPPED = Counter(
+    "relay_broker_dropped_messages_total", "Messages that could not be published to the broker"
+)
+
+FRAMES_IN: dict[int, Counter] = {
+    op: FRAMES.labels(op=str(int(op)), direction="in") for op in CLIENT_OPS
+}
+FRAMES_OUT: dict[int, Counter] = {
+    op: FRAMES.labels(op=str(int(op)), direction="out") for op in SERVER_OPS
+}

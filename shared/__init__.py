@@ -1,0 +1,1 @@
+"""What both services use: settings base, token minting and checks, the protocol's models."""

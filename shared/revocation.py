@@ -1,0 +1,106 @@
+"""Revocation as both services see it in Redis.
+
+The auth service's database is the truth; with `REDIS_URL` set it also writes these
+keys so that relays refuse revoked tokens at Identify, and publishes an event so that
+relays close live sessions at once.
+
+Keys, under the `REDIS_PREFIX` setting (default `factory-relay`), each expiring when the
+tokens it concerns would have expired anyway:
+
+- `<prefix>:revoked:token:<jti>` — value `1`; set by `POST /auth/logout`.
+- `<prefix>:revoked:user:<user id>` — value: a float, seconds since the epoch;
+  every token of that user with `iat` before it is revoked (password, type or
+  `disabled` changed, or the user deleted).
+
+Channel `<prefix>:revocations` carries one JSON object per revocation:
+`{"user_id": "<id>", "token_id": "<jti>" | null, "revoked_before": <float> | null}` —
+a `token_id` closes the sessions opened with that token, a `revoked_before` closes the
+user's sessions whose token was issued before it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from shared.tokens import TokenClaims
+
+
+def revoked_token_key(prefix: str, token_id: str) -> str:
+    return f"{prefix}:revoked:token:{token_id}"
+
+
+def revoked_user_key(prefix: str, user_id: str) -> str:
+    return f"{prefix}:revoked:user:{user_id}"
+
+
+def revocation_channel(prefix: str) -> str:
+    return f"{prefix}:revocations"
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    user_id: str
+    token_id: str | None = None
+    revoked_before: float | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RevocationEvent:
+        fields = orjson.loads(data)
+        return cls(
+            user_id=str(fields["user_id"]),
+            token_id=fields.get("token_id"),
+            revoked_before=fields.get("revoked_before"),
+        )
+
+    def revokes(self, claims: TokenClaims) -> bool:
+        if claims.user_id != self.user_id:
+            return False
+        if self.token_id is not None and claims.token_id == self.token_id:
+            return True
+        return self.revoked_before is not None and claims.issued_at < self.revoked_before
+
+
+class RedisRevocations:
+    """Writes (auth service) and reads (relay) the revocation keys and channel."""
+
+    def __init__(self, redis: Redis, *, prefix: str, token_ttl_seconds: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._channel = revocation_channel(prefix)
+        self._token_ttl_seconds = token_ttl_seconds
+
+    async def revoke_token(self, claims: TokenClaims) -> None:
+        ttl = max(1, math.ceil(claims.expires_at - time.time()))
+        event = RevocationEvent(user_id=claims.user_id, token_id=claims.token_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(revoked_token_key(self._prefix, claims.token_id), 1, ex=ttl)
+            pipe.publish(self._channel, event.to_json())
+            await pipe.execute()
+
+    async def revoke_user(self, user_id: str, revoked_before: float) -> None:
+        event = RevocationEvent(user_id=user_id, revoked_before=revoked_before)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(
+                revoked_user_key(self._prefix, user_id),
+                repr(revoked_before),
+                ex=self._token_ttl_seconds,
+            )
+            pipe.publish(self._channel, event.to_json())
+            await pipe.execute()
+
+    async def is_revoked(self, claims: TokenClaims) -> bool:
+        token_flag, user_cutoff = await self._redis.mget(
+            revoked_token_key(self._prefix, claims.token_id),
+            revoked_user_key(self._prefix, claims.user_id),
+        )
+        if token_flag is not None:
+            return True
+        return user_cutoff is not None and claims.issued_at < float(user_cutoff)

@@ -1,0 +1,127 @@
+"""Settings common to both services, read from the environment and a `.env` file.
+
+A bad value must stop a service at start with one line naming the setting:
+`load_settings` turns pydantic's validation error into exactly that.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.keys import load_public_key
+
+MIN_SECRET_BYTES = 32
+
+CommaSeparated = Annotated[list[str], NoDecode]
+
+
+class CommonSettings(BaseSettings):
+    """Token, broker, CORS and listener settings shared by the auth service and the relay."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = Field(default="factory-relay-auth", min_length=1)
+    jwt_audience: str = Field(default="factory-relay", min_length=1)
+    access_token_ttl_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
+
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="factory-relay", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    cors_origins: CommaSeparated = []
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an explicit http(s) origin")
+        return [origin.rstrip("/") for origin in origins]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url in (None, ""):
+            return None
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
+        return secret
+
+    @field_validator("jwt_public_key_file")
+    @classmethod
+    def _public_key_loads(cls, path: Path | None) -> Path | None:
+        return key_file(path, load_public_key)
+
+    @model_validator(mode="after")
+    def _key_material_for_algorithm(self) -> CommonSettings:
+        if self.jwt_algorithm == "HS256" and self.jwt_secret is None:
+            raise ValueError("JWT_SECRET: required when JWT_ALGORITHM is HS256")
+        self._check_asymmetric_keys()
+        return self
+
+    def _check_asymmetric_keys(self) -> None:
+        """The relay needs the public key under EdDSA; the auth service overrides this."""
+        if self.jwt_algorithm == "EdDSA" and self.jwt_public_key_file is None:
+            raise ValueError("JWT_PUBLIC_KEY_FILE: required when JWT_ALGORITHM is EdDSA")
+
+
+def key_file(path: Path | None, load: Callable[[Path], object]) -> Path | None:
+    """Check at start that a key file exists and holds the right kind of key."""
+    if path is None:
+        return None
+    try:
+        load(path)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"cannot load a key from {path}: {error}") from None
+    return path
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Build the settings, or stop the process with one line naming the bad setting."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        _exit_with(describe_settings_error(error))
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per problem, each naming the environment variable at fault."""
+    problems = []
+    for detail in error.errors():
+        location = "_".join(str(part) for part in detail["loc"]).upper()
+        message = detail["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return "invalid setting " + "; ".join(problems)
+
+
+def _exit_with(line: str) -> NoReturn:
+    print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(2)
