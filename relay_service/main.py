@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager, suppress
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -25,6 +25,7 @@ from relay_service import metrics
 from relay_service.broker import broker_for
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
+from relay_service.connection import RelayConnection
 from relay_service.hub import Hub
 from relay_service.session import Session
 from shared.logging import get_logger
@@ -35,6 +36,9 @@ from shared.tokens import TokenClaims, TokenVerifier
 log = get_logger(__name__)
 
 WEBSOCKET_PATH = "/ws"
+REDIS_POOL_SIZE = 32
+"""Connections for Identify's revocation checks and publishing; callers wait for a free one."""
+REDIS_POOL_WAIT_SECONDS = 5
 
 
 class Relay:
@@ -81,6 +85,7 @@ class Relay:
     # -- serving ------------------------------------------------------------------
 
     async def handle(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, RelayConnection)
         await Session(connection, self).run()
 
     def route_http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -127,6 +132,7 @@ class Relay:
             ping_interval=None,
             close_timeout=2,
             server_header=None,
+            create_connection=RelayConnection,
         )
         log.info("relay_listening", host=self.settings.host, port=self.settings.port)
         try:
@@ -168,12 +174,15 @@ async def serve_until_stopped(settings: RelaySettings) -> None:
 def _redis_client(settings: RelaySettings) -> Redis | None:
     if settings.redis_url is None:
         return None
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=REDIS_POOL_WAIT_SECONDS,
         socket_keepalive=True,
         socket_connect_timeout=2,
         health_check_interval=10,
     )
+    return Redis.from_pool(pool)
 
 
 def _json(connection: ServerConnection, status: http.HTTPStatus, body: object) -> Response:

@@ -17,11 +17,11 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from relay_service import metrics
 from relay_service.channels import pack
+from relay_service.connection import RelayConnection
 from relay_service.rate_limit import TokenBucket
 from shared.identity import UserType
 from shared.logging import get_logger
@@ -46,11 +46,13 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+SEND_BATCH = 64
+"""Frames written to a socket in one system call, at most."""
 HEARTBEAT_ACK = dumps({"op": Op.HEARTBEAT_ACK, "d": None})
 
 
 class Session:
-    def __init__(self, ws: ServerConnection, relay: Relay) -> None:
+    def __init__(self, ws: RelayConnection, relay: Relay) -> None:
         self.session_id = uuid.uuid4().hex
         self._claims: TokenClaims | None = None
         self._ws = ws
@@ -75,7 +77,7 @@ class Session:
         structlog.contextvars.bind_contextvars(session=self.session_id)
         metrics.SOCKETS.inc()
         try:
-            await self._ws.send(self._hello(), text=True)
+            await self._ws.send_texts([self._hello()])
             metrics.FRAMES_OUT[Op.HELLO].inc()
             self._sender = asyncio.create_task(self._send_forever())
             self._sender.add_done_callback(self._on_sender_done)
@@ -84,6 +86,9 @@ class Session:
             self.close_soon(error.code, error.reason)
         except ConnectionClosed:
             pass
+        except Exception:
+            log.exception("session_failed")
+            self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error, reconnect")
         finally:
             await self._finish()
 
@@ -226,7 +231,8 @@ class Session:
         outbox = self._outbox
         while True:
             while outbox:
-                await self._ws.send(outbox.popleft(), text=True)
+                batch = [outbox.popleft() for _ in range(min(len(outbox), SEND_BATCH))]
+                await self._ws.send_texts(batch)
             self._outbox_filled.clear()
             await self._outbox_filled.wait()
 
