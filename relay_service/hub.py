@@ -13,9 +13,12 @@ from typing import Protocol
 
 from relay_service import metrics
 from relay_service.channels import Channels, unpack
+from shared.logging import get_logger
 from shared.protocol import CloseCode, Op
 from shared.revocation import RevocationEvent
 from shared.tokens import TokenClaims
+
+log = get_logger(__name__)
 
 RECENT_REVOCATION_SECONDS = 10.0
 DISPATCH_PREFIXES: dict[int, bytes] = {
@@ -75,7 +78,7 @@ class Hub:
     def deliver(self, channel: str, message: bytes) -> None:
         """The broker's handler: fan a message out to this replica's listeners of `channel`."""
         if channel == self._channels.revocations:
-            self._revoke(RevocationEvent.from_json(message))
+            self._revoke_from(message)
             return
         listeners = self._audiences.get(channel)
         if not listeners:
@@ -90,6 +93,14 @@ class Hub:
     def was_revoked_recently(self, claims: TokenClaims) -> bool:
         """Covers a revocation published while this session's Identify was being checked."""
         return any(event.revokes(claims) for _, event in self._recent_revocations)
+
+    def _revoke_from(self, message: bytes) -> None:
+        try:
+            event = RevocationEvent.from_json(message)
+        except (ValueError, KeyError, TypeError) as error:
+            log.error("revocation_event_malformed", error=str(error))
+            return
+        self._revoke(event)
 
     def _revoke(self, event: RevocationEvent) -> None:
         now = time.monotonic()

@@ -100,6 +100,8 @@ class RedisBroker(Broker):
                 await self._listen_once()
             except (RedisError, OSError) as error:
                 log.warning("broker_connection_lost", error=str(error), retry_in=round(delay, 2))
+            except Exception:
+                log.exception("broker_listener_failed", retry_in=round(delay, 2))
             if self._was_connected:
                 delay = FIRST_RETRY_SECONDS
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 — jitter
@@ -149,6 +151,6 @@ class RedisBroker(Broker):
                 for channel, message in batch:
                     pipe.publish(channel, message)
                 await pipe.execute()
-        except (RedisError, OSError) as error:
+        except Exception as error:  # the publisher outlives any one failed batch
             metrics.BROKER_DROPPED.inc(len(batch))
-            log.warning("broker_publish_failed", dropped=len(batch), error=str(error))
+            log.warning("broker_publish_failed", dropped=len(batch), error=repr(error))
