@@ -100,24 +100,35 @@ def _start(workdir: str, prefix: str, redis: bool, settings: dict[str, str]) -> 
         env["REDIS_URL"] = REDIS_URL
     else:
         env.pop("REDIS_URL", None)
+    return RelayProcess(start_logged([RELAY], workdir, env, port), port)
+
+
+def start_logged(
+    command: list[str], workdir: str, env: dict[str, str], port: int
+) -> subprocess.Popen[bytes]:
+    """Start a service with its output in a log file named after its port (kept for reading)."""
     log = Path(tempfile.gettempdir()) / f"factory-relay-bench-{port}.log"
     with log.open("wb") as output:
-        process = subprocess.Popen([RELAY], cwd=workdir, env=env, stdout=output, stderr=output)
-    return RelayProcess(process, port)
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=output, stderr=output)
 
 
 def _wait_ready(relay: RelayProcess, timeout: float = 15) -> None:
+    wait_ready(relay.process, f"http://127.0.0.1:{relay.port}/readyz", timeout)
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 30) -> None:
+    """Poll a service's readiness endpoint until it answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if relay.process.poll() is not None:
-            raise RuntimeError(f"relay exited with {relay.process.returncode}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{relay.port}/readyz").status_code == 200:
+            if httpx.get(url).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError("relay did not become ready")
+    raise RuntimeError(f"{url} did not become ready")
 
 
 def token(username: str, user_type: UserType) -> str:

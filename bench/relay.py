@@ -23,7 +23,7 @@ from shared.identity import UserType
 
 FANOUT_FACTORIES = 100
 FANOUT_SECONDS = 10.0
-FANOUT_WINDOW = 64
+FANOUT_WINDOW = 32
 STATUS_FACTORIES = 50
 STATUS_RATE = 20
 STATUS_OPERATORS = 5
@@ -57,7 +57,9 @@ async def _fanout(replicas: list[RelayProcess]) -> list[str]:
     started = time.perf_counter()
     while time.perf_counter() - started < FANOUT_SECONDS:
         await window.acquire()
-        await operator.send(frame(4, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True)
+        await operator.send(
+            frame(4, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True
+        )
         sent += 1
     for _ in range(FANOUT_WINDOW):  # wait for the commands still in flight
         async with asyncio.timeout(10):
@@ -118,7 +120,8 @@ async def _status(replicas: list[RelayProcess]) -> list[str]:
     return [
         f"status: {STATUS_FACTORIES} factories x {STATUS_RATE}/s -> {STATUS_OPERATORS} operators "
         f"on 2 replicas: p50 {percentile(latencies, 0.5) * 1e3:.2f} ms, "
-        f"p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, lost {lost} of {sent * STATUS_OPERATORS:,}"
+        f"p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, "
+        f"lost {lost} of {sent * STATUS_OPERATORS:,}"
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from shared.identity import UserType
@@ -40,18 +41,16 @@ def _eddsa(folder: Path) -> tuple[TokenIssuer, TokenVerifier]:
     write_key_pair(private, public)
     common = {"issuer": ISSUER, "audience": AUDIENCE}
     return (
-        TokenIssuer(
-            algorithm="EdDSA", key=load_private_key(private), ttl_seconds=86400, **common
-        ),
+        TokenIssuer(algorithm="EdDSA", key=load_private_key(private), ttl_seconds=86400, **common),
         TokenVerifier(algorithm="EdDSA", key=load_public_key(public), **common),
     )
 
 
-def run() -> list[str]:
+def run() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         results = {"HS256": _measure(*_hs256()), "EdDSA": _measure(*_eddsa(Path(folder)))}
-    return [
-        f"token verification {name}: {per_second:,.0f}/s, {micros:.1f} µs each "
-        f"({ROUNDS:,} verifications of one token, signature + every claim)"
-        for name, (per_second, micros) in results.items()
-    ]
+    for name, (per_second, micros) in results.items():
+        yield (
+            f"token verification {name}: {per_second:,.0f}/s, {micros:.1f} µs each "
+            f"({ROUNDS:,} verifications of one token, signature + every claim)"
+        )
