@@ -151,7 +151,6 @@ class Relay:
                 await server.wait_closed()
         except TimeoutError:
             log.warning("drain_timed_out", remaining=len(self.hub))
-        metrics.CLOSES.labels(code=str(int(CloseCode.SERVICE_RESTART))).inc(sessions)
         await self.broker.disconnect()
         if self._redis is not None:
             await self._redis.aclose()

@@ -104,7 +104,6 @@ class Session:
         self._outbox.clear()
         if self._sender is not None:
             self._sender.cancel()
-        metrics.CLOSES.labels(code=str(int(code))).inc()
         log.info("session_closing", code=int(code), reason=reason)
         self._closer = asyncio.create_task(self._ws.close(code, reason))
 
@@ -251,6 +250,13 @@ class Session:
         if self._claims is not None:
             await self._relay.leave(self, self._claims)
         metrics.SOCKETS.dec()
+        self._count_close()
+
+    def _count_close(self) -> None:
+        """Count the closes the server started, its own codes and websockets' (1009) alike."""
+        protocol = self._ws.protocol
+        if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+            metrics.CLOSES.labels(code=str(protocol.close_sent.code)).inc()
 
     # -- the server's own frames --------------------------------------------------
 
