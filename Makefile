@@ -38,7 +38,7 @@ test: $(INSTALLED) ## Run every test (real PostgreSQL and Redis where reachable)
 lint: $(INSTALLED) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared auth_service relay_service tests bench
+	$(BIN)/mypy shared auth_service relay_service relay_client migrations tests bench
 
 migrate: $(INSTALLED) .env ## Apply the database migrations (DATABASE_URL or the SQLite default)
 	$(BIN)/auth-service migrate

@@ -61,9 +61,7 @@ class Base(DeclarativeBase):
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(
-            "type IN ('admin', 'operator', 'viewer', 'factory')", name="type_known"
-        ),
+        CheckConstraint("type IN ('admin', 'operator', 'viewer', 'factory')", name="type_known"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

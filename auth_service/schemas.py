@@ -13,11 +13,12 @@ from shared.identity import USERNAME_PATTERN, UserType
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024
+USERNAME_MAX_LENGTH = 64
 
-Username = Annotated[str, Field(min_length=3, max_length=64, pattern=USERNAME_PATTERN)]
-Password = Annotated[
-    str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, repr=False)
+Username = Annotated[
+    str, Field(min_length=3, max_length=USERNAME_MAX_LENGTH, pattern=USERNAME_PATTERN)
 ]
+Password = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 
 
 class Schema(BaseModel):
@@ -32,13 +33,13 @@ class UserBase(Schema):
 
 
 class UserCreate(UserBase):
-    password: Password
+    password: Password = Field(repr=False)
 
 
 class UserUpdate(Schema):
     """A partial change; a field left out stays as it is, `null` is refused."""
 
-    password: Password | SkipJsonSchema[None] = None
+    password: Password | SkipJsonSchema[None] = Field(default=None, repr=False)
     type: UserType | SkipJsonSchema[None] = None
     disabled: bool | SkipJsonSchema[None] = None
 
@@ -65,7 +66,7 @@ class UserList(Schema):
 
 class TokenResponse(Schema):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme, not a secret
     expires_in: int
 
 

@@ -110,9 +110,7 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     @model_validator(mode="after")
     def _first_admin_complete(self) -> AuthSettings:
         if (self.first_admin_username is None) != (self.first_admin_password is None):
-            raise ValueError(
-                "FIRST_ADMIN_USERNAME, FIRST_ADMIN_PASSWORD: set both or neither"
-            )
+            raise ValueError("FIRST_ADMIN_USERNAME, FIRST_ADMIN_PASSWORD: set both or neither")
         return self
 
     def _check_asymmetric_keys(self) -> None:

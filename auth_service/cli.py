@@ -1,0 +1,136 @@
+"""`auth-service`: serve, migrate, create-user, demo-users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import uvicorn
+from pydantic import ValidationError
+
+from auth_service import users
+from auth_service.core.config import AuthSettings
+from auth_service.core.db import create_engine, run_migrations, session_factory
+from auth_service.main import create_app
+from auth_service.schemas import UserCreate
+from shared.identity import UserType
+from shared.logging import configure_logging
+from shared.settings import load_settings
+
+DEMO_USERS = (
+    ("admin", UserType.ADMIN),
+    ("operator", UserType.OPERATOR),
+    ("viewer", UserType.VIEWER),
+    ("factory-1", UserType.FACTORY),
+)
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def prepare_embedded_database(settings: AuthSettings) -> None:
+    """The embedded SQLite database is migrated on start; PostgreSQL has a migrate step."""
+    if settings.uses_sqlite:
+        run_migrations(settings.database_url)
+
+
+def serve(settings: AuthSettings) -> None:
+    configure_logging(settings.log_level, service="auth-service")
+    prepare_embedded_database(settings)
+    trusted_proxies = settings.forwarded_allow_ips.strip()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+    )
+
+
+def read_password() -> str:
+    """Twice at a prompt on a terminal; otherwise one line of standard input."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat the password: ") != password:
+            fail("the passwords do not match")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _create_users(settings: AuthSettings, accounts: Sequence[UserCreate]) -> list[str]:
+    """Create each account; the names that were taken already."""
+    engine = create_engine(settings.database_url)
+    taken = []
+    try:
+        async with session_factory(engine)() as session:
+            for account in accounts:
+                try:
+                    await users.create_user(session, account)
+                except users.UsernameTakenError:
+                    taken.append(account.username)
+    finally:
+        await engine.dispose()
+    return taken
+
+
+def create_user(settings: AuthSettings, username: str, user_type: UserType) -> None:
+    try:
+        account = UserCreate(username=username, password=read_password(), type=user_type)
+    except ValidationError as error:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+    prepare_embedded_database(settings)
+    if asyncio.run(_create_users(settings, [account])):
+        fail(f"the username {username!r} is taken")
+    print(f"created {user_type.value} {username!r}")
+
+
+def demo_users(settings: AuthSettings) -> None:
+    """Create the demo accounts that do not exist yet; print their passwords once."""
+    prepare_embedded_database(settings)
+    accounts = [
+        UserCreate(username=name, password=secrets.token_urlsafe(12), type=user_type)
+        for name, user_type in DEMO_USERS
+    ]
+    taken = set(asyncio.run(_create_users(settings, accounts)))
+    for account in accounts:
+        if account.username not in taken:
+            print(f"{account.type.value:<9} {account.username:<10} password: {account.password}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="auth-service", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP API (HOST, PORT)")
+    commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    create = commands.add_parser(
+        "create-user", help="create a user; the password is read from standard input"
+    )
+    create.add_argument("username")
+    create.add_argument("--type", required=True, choices=[t.value for t in UserType])
+    commands.add_parser("demo-users", help="create admin, operator, viewer and factory-1")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    settings = load_settings(AuthSettings)
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "migrate":
+        run_migrations(settings.database_url)
+    elif args.command == "create-user":
+        create_user(settings, args.username, UserType(args.type))
+    elif args.command == "demo-users":
+        demo_users(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""An async Python client for the relay: identify, heartbeat, reconnect, send and receive.
+
+async with RelayClient("ws://relay:8001/ws", token=token) as client:
+    await client.send_command({"action": "start"}, target="factory-1")
+    async for message in client:
+        print(message.op, message.payload)
+"""
+
+from relay_client.auth import login
+from relay_client.backoff import Backoff
+from relay_client.client import (
+    ClientStoppedError,
+    Message,
+    RelayClient,
+    Sender,
+)
+from relay_client.policy import Reconnect, reconnect_policy
+
+__all__ = [
+    "Backoff",
+    "ClientStoppedError",
+    "Message",
+    "Reconnect",
+    "RelayClient",
+    "Sender",
+    "login",
+    "reconnect_policy",
+]

@@ -1,0 +1,301 @@
+"""The relay client: one long-lived session that survives restarts of the relay.
+
+It identifies, heartbeats on the server's interval (the first beat at a random point of
+the first interval, so clients connected together don't beat together), treats a missing
+ACK between two beats as a dead connection, and reconnects as the SPEC's close-code table
+says (`relay_client.policy`): with backoff and jitter, at once on 1012, with a new token on
+4004, never on the codes that mean the client is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from relay_client.auth import login
+from relay_client.backoff import Backoff
+from relay_client.policy import Reconnect, reconnect_policy
+from shared.logging import get_logger
+from shared.protocol import Op
+
+log = get_logger(__name__)
+
+TokenProvider = Callable[[], Awaitable[str]]
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class ClientStoppedError(Exception):
+    """The client stopped for good: the server said the client is wrong, or no token."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class _ZombieConnectionError(Exception):
+    """No Heartbeat ACK arrived between two beats."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    id: str
+    username: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A dispatch the relay delivered: a Command (4), Status (5) or Event (6)."""
+
+    op: int
+    name: str | None
+    id: str
+    sender: Sender
+    target: str | None
+    payload: Any
+    ts: int
+    sequence: int
+
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> Message:
+        d = frame["d"]
+        return cls(
+            op=frame["op"],
+            name=frame.get("t"),
+            id=d["id"],
+            sender=Sender(**d["from"]),
+            target=d.get("target"),
+            payload=d.get("payload"),
+            ts=d["ts"],
+            sequence=frame["s"],
+        )
+
+
+class RelayClient:
+    """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        auth_url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        backoff: Backoff | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._token_provider = token_provider or _credentials_provider(auth_url, username, password)
+        self._backoff = backoff or Backoff()
+        self._messages: asyncio.Queue[Message | ClientStoppedError] = asyncio.Queue(queue_size)
+        self._ws: ClientConnection | None = None
+        self._ready = asyncio.Event()
+        self._stopped: ClientStoppedError | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._last_sequence: int | None = None
+        self._acked = True
+        self.user: Sender | None = None
+        self.session_id: str | None = None
+        self.sessions_opened = 0
+
+    async def __aenter__(self) -> RelayClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect, and return once the first session is READY (wrap in asyncio.timeout)."""
+        self._runner = asyncio.create_task(self._run_forever(), name="relay-client")
+        await self.wait_ready()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._ready.clear()
+
+    async def wait_ready(self) -> None:
+        """Wait for a READY session; raises ClientStoppedError if the client gave up."""
+        while not self._ready.is_set():
+            if self._stopped is not None:
+                raise self._stopped
+            waiter = asyncio.create_task(self._ready.wait())
+            runner = self._runner
+            pending = {waiter} if runner is None else {waiter, runner}
+            try:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        if self._stopped is not None:
+            raise self._stopped
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    # -- sending ------------------------------------------------------------------
+
+    async def send_command(
+        self, payload: Any, *, target: str | None = None, id: str | None = None
+    ) -> None:
+        """Op 4 (operators, admins): to every factory, or only to `target`."""
+        await self._send(Op.COMMAND, _data(payload, target=target, id=id))
+
+    async def send_status(self, payload: Any, *, id: str | None = None) -> None:
+        """Op 5 (factories): to every admin, operator and viewer."""
+        await self._send(Op.STATUS, _data(payload, id=id))
+
+    async def send_event(
+        self, name: str, payload: Any, *, target: str | None = None, id: str | None = None
+    ) -> None:
+        """Op 6: a factory's goes to every observer; an operator's to factories."""
+        await self._send(Op.EVENT, _data(payload, target=target, id=id), name=name)
+
+    async def _send(self, op: Op, data: dict[str, Any], name: str | None = None) -> None:
+        """Send on the current session, waiting for one if the client is reconnecting."""
+        await self.wait_ready()
+        frame: dict[str, Any] = {"op": op, "d": data}
+        if name is not None:
+            frame["t"] = name
+        assert self._ws is not None
+        await self._ws.send(orjson.dumps(frame), text=True)
+
+    # -- receiving ----------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            item = await self._messages.get()
+            if isinstance(item, ClientStoppedError):
+                raise item
+            yield item
+
+    # -- the connection loop --------------------------------------------------------
+
+    async def _run_forever(self) -> None:
+        while True:
+            code = await self._one_session()
+            policy = reconnect_policy(code)
+            if policy is Reconnect.NEVER:
+                self._stop(ClientStoppedError(f"closed with {code}: fix the client", code))
+                return
+            if policy is Reconnect.WITH_NEW_TOKEN:
+                if self._token_provider is None:
+                    self._stop(ClientStoppedError("token refused and no way to get another", code))
+                    return
+                self._token = None
+            delay = self._backoff.next_delay(at_once=policy is Reconnect.AT_ONCE)
+            log.info("relay_reconnecting", close_code=code, delay=round(delay, 2))
+            await asyncio.sleep(delay)
+
+    async def _one_session(self) -> int | None:
+        """Run one connection to its end; returns the server's close code, if any."""
+        try:
+            token = await self._current_token()
+            async with connect(
+                self._url, compression=None, ping_interval=None, close_timeout=CLOSE_TIMEOUT_SECONDS
+            ) as ws:
+                await self._serve(ws, token)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        except (OSError, InvalidHandshake, TimeoutError, _ZombieConnectionError) as error:
+            log.warning("relay_connection_failed", error=repr(error))
+        except Exception as error:  # a login failure, say: retry with backoff
+            log.warning("relay_session_failed", error=repr(error))
+        finally:
+            self._ready.clear()
+            self._ws = None
+        return None
+
+    async def _serve(self, ws: ClientConnection, token: str) -> None:
+        hello = orjson.loads(await ws.recv())
+        interval = hello["d"]["heartbeat_interval"] / 1000
+        await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": {"token": token}}), text=True)
+        ready = orjson.loads(await ws.recv())
+        self._on_ready(ws, ready)
+        heart = asyncio.create_task(self._beat(ws, interval))
+        try:
+            async for raw in ws:
+                self._on_frame(orjson.loads(raw))
+                if heart.done():
+                    heart.result()
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError, _ZombieConnectionError):
+                await heart
+        if heart.done() and not heart.cancelled() and heart.exception():
+            raise _ZombieConnectionError
+
+    def _on_ready(self, ws: ClientConnection, ready: dict[str, Any]) -> None:
+        self.user = Sender(**ready["d"]["user"])
+        self.session_id = ready["d"]["session_id"]
+        self._last_sequence = ready.get("s")
+        self._ws = ws
+        self._acked = True
+        self.sessions_opened += 1
+        self._backoff.reset()
+        self._ready.set()
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        if frame["op"] == Op.HEARTBEAT_ACK:
+            self._acked = True
+            return
+        self._last_sequence = frame.get("s", self._last_sequence)
+        if frame["op"] in (Op.COMMAND, Op.STATUS, Op.EVENT):
+            self._messages.put_nowait(Message.from_frame(frame))
+
+    async def _beat(self, ws: ClientConnection, interval: float) -> None:
+        await asyncio.sleep(interval * random.random())  # noqa: S311 — first-beat jitter
+        while True:
+            if not self._acked:
+                log.warning("relay_zombie_connection")
+                await ws.close()
+                raise _ZombieConnectionError
+            self._acked = False
+            await ws.send(orjson.dumps({"op": Op.HEARTBEAT, "d": self._last_sequence}), text=True)
+            await asyncio.sleep(interval)
+
+    async def _current_token(self) -> str:
+        if self._token is None:
+            if self._token_provider is None:
+                raise ClientStoppedError("no token")
+            self._token = await self._token_provider()
+        return self._token
+
+    def _stop(self, error: ClientStoppedError) -> None:
+        log.error("relay_client_stopped", reason=str(error), close_code=error.code)
+        self._stopped = error
+        with contextlib.suppress(asyncio.QueueFull):
+            self._messages.put_nowait(error)
+
+
+def _data(payload: Any, **optional: str | None) -> dict[str, Any]:
+    return {"payload": payload, **{key: value for key, value in optional.items() if value}}
+
+
+def _credentials_provider(
+    auth_url: str | None, username: str | None, password: str | None
+) -> TokenProvider | None:
+    if auth_url is None or username is None or password is None:
+        return None
+
+    async def provide() -> str:
+        return await login(auth_url, username, password)
+
+    return provide

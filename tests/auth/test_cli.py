@@ -1,0 +1,146 @@
+"""The `auth-service` commands that manage users, and the migrations behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from auth_service import cli, users
+from auth_service.core.db import create_engine, run_migrations, session_factory
+from auth_service.main import create_app
+from auth_service.models import User
+from tests.auth.conftest import JWT_SECRET, make_settings
+from tests.auth.test_settings import run_cli
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite file; the CLI reads it (and the secret) from the environment."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.chdir(tmp_path)
+    for name in ("REDIS_URL", "FIRST_ADMIN_USERNAME", "FIRST_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("JWT_ALGORITHM", "HS256")
+    run_migrations(url)
+    return url
+
+
+def find_user(url: str, name: str) -> User | None:
+    async def find() -> User | None:
+        engine = create_engine(url)
+        try:
+            async with session_factory(engine)() as session:
+                return await users.get_user_by_name(session, name)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(find())
+
+
+def test_create_user_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sub.db'}"
+    result = run_cli(
+        tmp_path,
+        "create-user",
+        "plc-bridge",
+        "--type",
+        "factory",
+        stdin="a long enough password\n",
+        JWT_SECRET=JWT_SECRET,
+        DATABASE_URL=url,
+    )
+    assert result.returncode == 0, result.stderr
+    user = find_user(url, "plc-bridge")
+    assert user is not None
+    assert user.type == "factory"
+
+
+def test_create_user_refuses_a_taken_name(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for expected_code in (None, 1):
+        monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+        if expected_code is None:
+            cli.main(["create-user", "Operator-7", "--type", "operator"])
+            continue
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["create-user", "operator-7", "--type", "operator"])
+        assert exit_info.value.code == expected_code
+    assert "taken" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("password", ["short", "x" * 1025, ""])
+def test_create_user_refuses_a_bad_password(
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    password: str,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["create-user", "someone", "--type", "viewer"])
+    assert exit_info.value.code == 1
+    assert "password" in capsys.readouterr().err
+    assert find_user(database, "someone") is None
+
+
+def test_create_user_refuses_a_bad_name(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["create-user", "no spaces", "--type", "viewer"])
+    assert exit_info.value.code == 1
+    assert "username" in capsys.readouterr().err
+
+
+def test_demo_users_are_created_once(database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["demo-users"])
+    first = capsys.readouterr().out
+    cli.main(["demo-users"])
+    second = capsys.readouterr().out
+    for name in ("admin", "operator", "viewer", "factory-1"):
+        assert name in first
+        assert find_user(database, name) is not None
+    assert first.count("password:") == 4
+    assert second == ""
+
+
+def test_migrate_creates_the_tables(database: str) -> None:
+    cli.main(["migrate"])
+
+    async def tables() -> set[str]:
+        engine = create_async_engine(database)
+        try:
+            async with engine.connect() as connection:
+                names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        finally:
+            await engine.dispose()
+        return set(names)
+
+    assert {"users", "revoked_tokens", "alembic_version"} <= asyncio.run(tables())
+
+
+def test_first_admin_is_created_when_there_are_no_users(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'first.db'}"
+    run_migrations(url)
+    name = f"root-{uuid.uuid4().hex[:6]}"
+    settings = make_settings(url, first_admin_username=name, first_admin_password="first password")
+
+    async def start() -> None:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            pass
+
+    asyncio.run(start())
+    user = find_user(url, name)
+    assert user is not None
+    assert user.type == "admin"

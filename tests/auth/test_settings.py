@@ -1,0 +1,106 @@
+"""Settings: a bad value stops `auth-service` at start with one line naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from auth_service import cli
+from auth_service.core.config import AuthSettings, normalize_database_url
+from tests.auth.conftest import JWT_SECRET, make_settings
+
+AUTH_SERVICE = str(Path(sys.executable).parent / "auth-service")
+
+
+def run_cli(
+    tmp_path: Path, *args: str, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DATABASE_", "REDIS_"))
+    }
+    return subprocess.run(
+        [AUTH_SERVICE, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**base, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        pytest.param({"JWT_SECRET": "short"}, "JWT_SECRET", id="short-secret"),
+        pytest.param({}, "JWT_SECRET", id="missing-secret"),
+        pytest.param(
+            {"JWT_SECRET": JWT_SECRET, "DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL", id="scheme"
+        ),
+        pytest.param(
+            {"JWT_SECRET": JWT_SECRET, "DATABASE_URL": "::not a url::"},
+            "DATABASE_URL",
+            id="garbage",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_bad_setting_stops_the_service_with_one_line(
+    tmp_path: Path, env: dict[str, str], setting: str, command: str
+) -> None:
+    result = run_cli(tmp_path, command, **env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert setting in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@db:5432/relay", "postgresql+asyncpg://u:p@db:5432/relay"),
+        ("postgres://u@db/relay", "postgresql+asyncpg://u@db/relay"),
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+        ("sqlite+aiosqlite:////tmp/y.db", "sqlite+aiosqlite:////tmp/y.db"),
+    ],
+)
+def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+
+
+def test_the_defaults_are_the_local_sqlite_file_and_port_8000() -> None:
+    fields = AuthSettings.model_fields
+    assert fields["database_url"].default == "sqlite+aiosqlite:///./factory-relay.db"
+    assert fields["port"].default == 8000
+
+
+def test_first_admin_needs_both_name_and_password(sqlite_database: str) -> None:
+    with pytest.raises(ValueError, match="FIRST_ADMIN"):
+        make_settings(sqlite_database, first_admin_username="root")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "proxy_headers", "forwarded"),
+    [("", False, None), ("10.0.0.1,10.0.0.2", True, "10.0.0.1,10.0.0.2")],
+)
+def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(
+    sqlite_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    allowed: str,
+    proxy_headers: bool,
+    forwarded: str | None,
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli, "configure_logging", lambda *_args, **_kwargs: None)
+    cli.serve(make_settings(sqlite_database, forwarded_allow_ips=allowed, port=8123))
+    assert calls[0]["proxy_headers"] is proxy_headers
+    assert calls[0]["forwarded_allow_ips"] == forwarded
+    assert calls[0]["port"] == 8123
