@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = REPOSITORY_ROOT / "alembic.ini"
+PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+"""Where a wheel carries the repository's `migrations/` (pyproject's force-include)."""
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -37,10 +38,15 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def migrations_folder() -> Path:
+    """The alembic scripts: the wheel's copy when installed, else the repository's."""
+    return PACKAGED_MIGRATIONS if PACKAGED_MIGRATIONS.is_dir() else REPOSITORY_ROOT / "migrations"
+
+
 def alembic_config(database_url: str) -> Config:
-    """The repository's alembic configuration, aimed at `database_url`."""
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(REPOSITORY_ROOT / "migrations"))
+    """An alembic configuration aimed at `database_url`; needs no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_folder()))
     config.attributes["database_url"] = database_url
     return config
 
