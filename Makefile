@@ -24,12 +24,13 @@ install: $(INSTALLED) ## Create .venv and install the project with its dev tools
 	@chmod 600 .env
 	@echo "wrote .env with a random JWT_SECRET"
 
-run: $(INSTALLED) .env ## Start the auth service (:8000) and the relay (:8001) on embedded defaults
+run: $(INSTALLED) .env ## Start the auth service (:8000), the relay (:8001) and a simulated factory
 	$(BIN)/auth-service migrate
 	$(BIN)/auth-service demo-users
 	@trap 'kill 0' EXIT INT TERM; \
 	  PORT=8000 $(BIN)/auth-service serve & \
 	  PORT=8001 $(BIN)/relay-service & \
+	  sleep 2; $(BIN)/factory-bridge & \
 	  wait
 
 test: $(INSTALLED) ## Run every test (real PostgreSQL and Redis where reachable)

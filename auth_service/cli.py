@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import uvicorn
@@ -22,6 +24,8 @@ from shared.identity import UserType
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
+BRIDGE_CREDENTIALS = Path(".factory-bridge.env")
+"""Written by `demo-users` beside `.env`: the demo factory's login for `factory-bridge`."""
 DEMO_USERS = (
     ("admin", UserType.ADMIN),
     ("operator", UserType.OPERATOR),
@@ -103,6 +107,16 @@ def demo_users(settings: AuthSettings) -> None:
     for account in accounts:
         if account.username not in taken:
             print(f"{account.type.value:<9} {account.username:<10} password: {account.password}")
+            if account.type is UserType.FACTORY:
+                save_bridge_credentials(account)
+
+
+def save_bridge_credentials(account: UserCreate) -> None:
+    """Let `factory-bridge` (started by `make run`) log in as the demo factory."""
+    descriptor = os.open(BRIDGE_CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as credentials:
+        credentials.write(f"BRIDGE_USERNAME={account.username}\n")
+        credentials.write(f"BRIDGE_PASSWORD={account.password}\n")
 
 
 def parser() -> argparse.ArgumentParser:
