@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager, suppress
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -180,6 +182,9 @@ def _redis_client(settings: RelaySettings) -> Redis | None:
         socket_keepalive=True,
         socket_connect_timeout=2,
         health_check_interval=10,
+        # A pool built directly gets no retry; without one, the first command on each
+        # connection left stale by a Redis restart fails (a published message is lost).
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
     )
     return Redis.from_pool(pool)
 

@@ -67,6 +67,8 @@ class Session:
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._sender_stamp: dict[str, str] = {}
+        self._held: list[bytes] | None = None
+        self._log = log.bind(session=self.session_id)
 
     @property
     def claims(self) -> TokenClaims | None:
@@ -87,7 +89,7 @@ class Session:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("session_failed")
+            self._log.exception("session_failed")
             self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error, reconnect")
         finally:
             await self._finish()
@@ -95,7 +97,11 @@ class Session:
     def dispatch(self, prefix: bytes, body: bytes) -> None:
         """Queue a dispatch (ops 4-6), numbering it with this session's next `s`."""
         self._sequence += 1
-        self._enqueue(b"%b%d,%b" % (prefix, self._sequence, body))
+        frame = b"%b%d,%b" % (prefix, self._sequence, body)
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            self._enqueue(frame)
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -104,8 +110,16 @@ class Session:
         self._outbox.clear()
         if self._sender is not None:
             self._sender.cancel()
-        log.info("session_closing", code=int(code), reason=reason)
-        self._closer = asyncio.create_task(self._ws.close(code, reason))
+        self._log.info("session_closing", code=int(code), reason=reason)
+        self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        """The closing handshake, bounded: a peer that stopped reading is dropped."""
+        try:
+            async with asyncio.timeout(self._ws.close_timeout):
+                await self._ws.close(code, reason)
+        except TimeoutError:
+            self._ws.transport.abort()
 
     # -- receiving ----------------------------------------------------------------
 
@@ -123,6 +137,8 @@ class Session:
             except TimeoutError:
                 reason = "no heartbeat in time" if self._claims else "no identify in time"
                 raise ProtocolError(CloseCode.SESSION_TIMED_OUT, reason) from None
+            if self._closer is not None:
+                return
             await self._handle(raw)
 
     async def _handle(self, raw: str | bytes) -> None:
@@ -160,11 +176,20 @@ class Session:
         structlog.contextvars.bind_contextvars(
             user=claims.username, user_type=claims.user_type.value
         )
+        self._log = self._log.bind(user=claims.username, user_type=claims.user_type.value)
         self._sequence = 1
+        self._held = []
+        await self._relay.join(self, claims)
+        self._release_ready()
+        self._log.info("session_identified")
+
+    def _release_ready(self) -> None:
+        """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
+        held, self._held = self._held or [], None
         self._enqueue(self._ready())
         metrics.FRAMES_OUT[Op.EVENT].inc()
-        await self._relay.join(self, claims)
-        log.info("session_identified")
+        for frame in held:
+            self._enqueue(frame)
 
     def _relay_message(self, frame: ClientFrame) -> None:
         claims = self._claims
@@ -238,19 +263,26 @@ class Session:
     def _on_sender_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or isinstance(task.exception(), ConnectionClosed):
             return
-        log.error("sender_failed", exc_info=task.exception())
+        self._log.error("sender_failed", exc_info=task.exception())
         self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error")
 
     async def _finish(self) -> None:
         if self._sender is not None:
             self._sender.cancel()
         if self._closer is not None:
+            await self._discard_until_closed()
             with suppress(ConnectionClosed, asyncio.CancelledError):
                 await self._closer
         if self._claims is not None:
             await self._relay.leave(self, self._claims)
         metrics.SOCKETS.dec()
         self._count_close()
+
+    async def _discard_until_closed(self) -> None:
+        """Read past what the client still sends, so its close reply is heard promptly."""
+        with suppress(ConnectionClosed):
+            async for _ in self._ws:
+                pass
 
     def _count_close(self) -> None:
         """Count the closes the server started, its own codes and websockets' (1009) alike."""

@@ -90,7 +90,7 @@ class ClientFrame(_Strict):
 
 
 class IdentifyData(_Strict):
-    token: Annotated[StrictStr, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+    token: Annotated[StrictStr, Field(max_length=MAX_TOKEN_LENGTH)]
 
 
 class _Stampable(_Strict):

@@ -14,6 +14,7 @@ import asyncio
 import random
 from collections import deque
 from contextlib import suppress
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -28,6 +29,7 @@ log = get_logger(__name__)
 FIRST_RETRY_SECONDS = 0.1
 PUBLISH_BATCH = 1000
 POLL_SECONDS = 5.0
+SUBSCRIBE_CONFIRM_SECONDS = 2.0
 
 
 class RedisBroker(Broker):
@@ -49,6 +51,7 @@ class RedisBroker(Broker):
         self._outbox_filled = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
 
     async def connect(self) -> None:
         self._tasks = [
@@ -65,8 +68,17 @@ class RedisBroker(Broker):
         self._tasks = []
 
     async def subscribe(self, channel: str) -> None:
+        """Subscribe, and wait (briefly) until Redis confirms: then nothing sent is missed."""
         self._channels.add(channel)
+        if self._pubsub is None:
+            return
+        confirmed = self._confirmations.setdefault(
+            channel, asyncio.get_running_loop().create_future()
+        )
         await self._send_to_pubsub("subscribe", channel)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(SUBSCRIBE_CONFIRM_SECONDS):
+                await asyncio.shield(confirmed)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -110,20 +122,27 @@ class RedisBroker(Broker):
 
     async def _listen_once(self) -> None:
         self._was_connected = False
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(*self._channels)
             self._mark_up(pubsub)
             while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=POLL_SECONDS
-                )
+                message = await pubsub.get_message(timeout=POLL_SECONDS)
                 if message is not None:
-                    self._on_message(message["channel"].decode(), message["data"])
+                    self._route(message)
         finally:
             self._mark_down()
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _route(self, message: dict[str, Any]) -> None:
+        channel = message["channel"].decode()
+        if message["type"] == "message":
+            self._on_message(channel, message["data"])
+        elif message["type"] == "subscribe":
+            confirmed = self._confirmations.pop(channel, None)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
 
     def _mark_up(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
