@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.relay.harness import ALLOWED_ORIGIN, Connector, RelayProcess, Relays, Tokens
+from tests.relay.harness import (
+    ALLOWED_ORIGIN,
+    JWT_SECRET,
+    Connector,
+    RelayProcess,
+    Relays,
+    Tokens,
+)
 
 SHARED_SETTINGS = {
     "CORS_ORIGINS": f"{ALLOWED_ORIGIN},http://localhost:3000",
@@ -41,7 +48,12 @@ def _start_all(processes: list[RelayProcess]) -> None:
 @pytest.fixture(scope="session")
 def memory_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relays]:
     """One process on the in-process broker, serving as both replica A and B."""
-    only = RelayProcess(tmp_path_factory.mktemp("memory"), name="memory", settings=SHARED_SETTINGS)
+    only = RelayProcess(
+        jwt_secret=JWT_SECRET,
+        workdir=tmp_path_factory.mktemp("memory"),
+        name="memory",
+        settings=SHARED_SETTINGS,
+    )
     try:
         _start_all([only])
         yield Relays("memory", only, only, None, "factory-relay")
@@ -56,7 +68,8 @@ def redis_pair(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     a, b = (
         RelayProcess(
-            workdir,
+            jwt_secret=JWT_SECRET,
+            workdir=workdir,
             name=f"redis-{name}",
             redis_url=redis_url,
             redis_prefix=prefix,
@@ -93,7 +106,8 @@ def start_relay(tmp_path: Path) -> Iterator[StartRelay]:
         wait: bool = True,
     ) -> RelayProcess:
         process = RelayProcess(
-            tmp_path,
+            jwt_secret=JWT_SECRET,
+            workdir=tmp_path,
             name=f"{name}{len(started)}",
             redis_url=redis_url,
             redis_prefix=redis_prefix,

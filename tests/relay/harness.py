@@ -1,7 +1,7 @@
 """Drive real `relay-service` processes the way clients do: over TCP, with real tokens.
 
-- `RelayProcess` runs the console script with a given environment, waits for `/readyz`,
-  stops it with SIGTERM and always kills it on teardown.
+- `RelayProcess` (from `tests.processes`) runs the console script with a given
+  environment, waits for `/readyz`, stops it with SIGTERM and always kills it on teardown.
 - `Tokens` mints JWTs as the auth service would (HS256, the test secret, default claims),
   and spoils them in each way the relay must refuse.
 - `Client` speaks the protocol over `websockets` and asserts what arrives: frames, close
@@ -13,16 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,149 +29,18 @@ from websockets.typing import Origin
 from shared.identity import UserType
 from shared.protocol import CloseCode, Op
 from shared.tokens import TokenClaims, TokenIssuer
+from tests.processes import RelayProcess, free_port
 
 JWT_SECRET = "relay-test-secret-0123456789abcdefghijkl"
 JWT_ISSUER = "factory-relay-auth"
 JWT_AUDIENCE = "factory-relay"
 ALLOWED_ORIGIN = "https://console.example.com"
 
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 15.0
 RECV_TIMEOUT = 3.0
 CLOSE_TIMEOUT = 3.0
 QUIET_SECONDS = 0.3
 
 Frame = dict[str, Any]
-
-_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def relay_command() -> list[str]:
-    script = Path(sys.executable).parent / "relay-service"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "relay_service.cli"]
-
-
-def relay_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """Only what a process needs from ours, so no developer setting leaks into a test."""
-    env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-    env.update(settings)
-    return env
-
-
-class RelayProcess:
-    """One relay replica as a child process, on a port of its own."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        name: str = "relay",
-        redis_url: str | None = None,
-        redis_prefix: str | None = None,
-        settings: Mapping[str, str] | None = None,
-    ) -> None:
-        self.workdir = workdir
-        self.name = name
-        self.port = free_port()
-        self.settings: dict[str, str] = {
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "JWT_SECRET": JWT_SECRET,
-            "LOG_LEVEL": "INFO",
-        }
-        if redis_url is not None:
-            self.settings["REDIS_URL"] = redis_url
-        if redis_prefix is not None:
-            self.settings["REDIS_PREFIX"] = redis_prefix
-        self.settings.update(settings or {})
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stdout_path(self) -> Path:
-        return self.workdir / f"{self.name}-{self.port}.out"
-
-    @property
-    def stderr_path(self) -> Path:
-        return self.workdir / f"{self.name}-{self.port}.err"
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        assert self._process is not None, f"{self.name} was never started"
-        return self._process
-
-    def start(self, *, wait: bool = True) -> RelayProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self._process = subprocess.Popen(
-                relay_command(),
-                cwd=self.workdir,  # no `.env` here: only our environment counts
-                env=relay_env(self.settings),
-                stdout=out,
-                stderr=err,
-            )
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.http_url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"{self.name} not ready within {timeout} s:\n{self.logs()}")
-
-    def terminate(self) -> None:
-        """Send SIGTERM without waiting."""
-        self.process.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"{self.name} still running {timeout} s after SIGTERM:\n{self.logs()}")
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, then the exit code."""
-        if self.process.poll() is None:
-            self.terminate()
-        return self.wait(timeout)
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-    def logs(self, lines: int = 30) -> str:
-        parts = []
-        for path in (self.stderr_path, self.stdout_path):
-            if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {path.name}\n" + "\n".join(tail))
-        return "\n".join(parts)
 
 
 @dataclass(frozen=True)

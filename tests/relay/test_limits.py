@@ -10,7 +10,7 @@ import pytest
 from shared.identity import UserType
 from shared.protocol import CloseCode, Op
 from tests.relay.conftest import StartRelay
-from tests.relay.harness import Connector, RelayProcess, Tokens, wait_for_metric
+from tests.relay.harness import JWT_SECRET, Connector, RelayProcess, Tokens, wait_for_metric
 from tests.relay.stalled import StalledClient
 
 HEARTBEAT_INTERVAL_MS = 400
@@ -23,7 +23,8 @@ BURST = 10
 @pytest.fixture(scope="module")
 def strict_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     relay = RelayProcess(
-        tmp_path_factory.mktemp("strict"),
+        jwt_secret=JWT_SECRET,
+        workdir=tmp_path_factory.mktemp("strict"),
         name="strict",
         settings={
             "HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_INTERVAL_MS),

@@ -15,6 +15,7 @@ import redis
 
 from shared.identity import UserType
 from shared.protocol import CloseCode
+from tests.processes import console_script, service_env
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import (
     JWT_SECRET,
@@ -23,8 +24,6 @@ from tests.relay.harness import (
     free_port,
     http_get,
     metric_value,
-    relay_command,
-    relay_env,
     wait_for_status,
 )
 
@@ -113,9 +112,9 @@ def test_a_bad_setting_stops_the_relay_with_one_line_naming_it(
     tmp_path: Path, settings: dict[str, str], named: str
 ) -> None:
     result = subprocess.run(
-        relay_command(),
+        [console_script("relay-service")],
         cwd=tmp_path,
-        env=relay_env({"PORT": str(free_port()), **settings}),
+        env=service_env({"PORT": str(free_port()), **settings}),
         capture_output=True,
         text=True,
         timeout=30,
