@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+CONSOLE_ORIGINS := http://127.0.0.1:8000,http://localhost:8000
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint migrate bench clean
@@ -21,12 +22,15 @@ install: $(INSTALLED) ## Create .venv and install the project with its dev tools
 
 .env:
 	@$(PYTHON) -c 'import secrets; print("JWT_SECRET=" + secrets.token_urlsafe(32))' > .env
+	@echo "CORS_ORIGINS=$(CONSOLE_ORIGINS)" >> .env
 	@chmod 600 .env
 	@echo "wrote .env with a random JWT_SECRET"
 
 run: $(INSTALLED) .env ## Start the auth service (:8000), the relay (:8001) and a simulated factory
+	@grep -q '^CORS_ORIGINS=' .env || echo "CORS_ORIGINS=$(CONSOLE_ORIGINS)" >> .env
 	$(BIN)/auth-service migrate
 	$(BIN)/auth-service demo-users
+	@echo "operator console: http://127.0.0.1:8000/console/"
 	@trap 'kill 0' EXIT INT TERM; \
 	  PORT=8000 $(BIN)/auth-service serve & \
 	  PORT=8001 $(BIN)/relay-service & \
