@@ -161,7 +161,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         stack.kill_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file() and shutil.which("chromium") is None:
         missing("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")

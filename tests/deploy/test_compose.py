@@ -1,0 +1,276 @@
+"""docker-compose.yml and .env.example, checked without a Docker engine.
+
+The file must be valid for the compose specification, give every service a healthcheck,
+run only the project's console scripts, refuse to start without its secrets, hand each
+service only settings it knows, with values its settings class accepts, and wire nginx
+with exactly the variables its template uses.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from auth_service.core.config import AuthSettings
+from relay_service.config import RelaySettings
+from tests.deploy.files import (
+    ALL_SETTINGS,
+    HEARTBEAT_INTERVAL_MS,
+    NGINX_TEMPLATE,
+    ROOT,
+    SERVICE_COMMANDS,
+    InterpolationError,
+    console_scripts,
+    env_example,
+    interpolate_tree,
+    load_compose,
+    referenced_variables,
+    setting_names,
+)
+from tests.deploy.stack import main_config, render_template, require_nginx, template_variables
+
+REQUIRED = {
+    "JWT_SECRET": "compose-test-secret-0123456789abcdefghijkl",
+    "POSTGRES_PASSWORD": "compose-test-password",
+}
+APP_SERVICES = ("migrate", "auth", "relay")
+ONE_SHOT = ("migrate",)
+
+
+def compose_schema() -> dict[str, Any]:
+    """The compose specification's JSON schema, as vendored by check-jsonschema."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads(vendor.joinpath("compose-spec.json").read_text())
+    return schema
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def interpolated(compose: dict[str, Any]) -> dict[str, Any]:
+    """The file as compose sees it with .env copied from .env.example and filled in."""
+    _, active = env_example()
+    env = {**active, **REQUIRED}
+    result: dict[str, Any] = interpolate_tree(compose, env)
+    return result
+
+
+def duration_seconds(value: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", value)
+    assert value, "empty duration"
+    assert match, f"unsupported duration {value!r}"
+    return int(match[1] or 0) * 60 + int(match[2] or 0)
+
+
+def test_valid_for_the_compose_specification(
+    compose: dict[str, Any], interpolated: dict[str, Any]
+) -> None:
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    for document in (compose, interpolated):
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) >= {"postgres", "redis", "migrate", "auth", "relay", "nginx", "livekit"}
+    for name, service in services.items():
+        healthcheck = service.get("healthcheck")
+        assert healthcheck, f"{name} has no healthcheck"
+        if name in ONE_SHOT:
+            # Nothing listens in a one-shot container; what others wait for is its exit.
+            assert healthcheck == {"disable": True}, name
+            assert service["restart"] == "no"
+            continue
+        assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    for name in ("auth", "relay"):
+        assert services[name]["healthcheck"]["test"] == ["CMD", "python", "/opt/healthcheck.py"]
+
+
+def test_start_order_waits_for_health_and_the_migration(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    auth = services["auth"]["depends_on"]
+    assert auth["migrate"] == {"condition": "service_completed_successfully"}
+    assert auth["postgres"] == auth["redis"] == {"condition": "service_healthy"}
+    assert services["relay"]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    nginx = services["nginx"]["depends_on"]
+    assert nginx["auth"] == nginx["relay"] == {"condition": "service_healthy"}
+
+
+def test_app_containers_run_the_console_scripts(compose: dict[str, Any]) -> None:
+    scripts = console_scripts()
+    services = compose["services"]
+    expected = {
+        "migrate": ["auth-service", "migrate"],
+        "auth": ["auth-service", "serve"],
+        "relay": ["relay-service"],
+    }
+    for name in APP_SERVICES:
+        command = services[name]["command"]
+        assert command == expected[name]
+        assert command[0] in scripts
+        assert tuple(command) in SERVICE_COMMANDS
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert len(images) == 1, "one image for every app service"
+
+
+def test_relay_scales_behind_the_balancer(compose: dict[str, Any]) -> None:
+    relay = compose["services"]["relay"]
+    assert relay["deploy"]["replicas"] >= 2
+    assert "ports" not in relay, "a fixed host port would stop `--scale relay=N`"
+    assert "container_name" not in relay
+    shutdown = float(relay["environment"]["SHUTDOWN_TIMEOUT_SECONDS"])
+    assert duration_seconds(relay["stop_grace_period"]) > shutdown
+    for name, service in compose["services"].items():
+        if name != "nginx" and name != "livekit":
+            assert "ports" not in service, f"{name} is reachable through nginx only"
+
+
+def test_required_secrets_stop_start_up_when_missing(compose: dict[str, Any]) -> None:
+    required = {
+        name for name, op, _ in referenced_variables(compose) if op is not None and "?" in op
+    }
+    assert required == set(REQUIRED)
+    _, active = env_example()
+    for missing in REQUIRED:
+        env = {**active, **REQUIRED}
+        env[missing] = ""
+        with pytest.raises(InterpolationError, match=missing):
+            interpolate_tree(compose, env)
+
+
+def test_env_example_documents_every_setting_and_variable(compose: dict[str, Any]) -> None:
+    documented, active = env_example()
+    missing_settings = ALL_SETTINGS - documented
+    assert not missing_settings, f".env.example lacks settings: {sorted(missing_settings)}"
+    used = {name for name, _, _ in referenced_variables(compose)}
+    assert not used - documented, f".env.example lacks variables: {sorted(used - documented)}"
+    assert set(active) == set(REQUIRED), "only the required values are set, and empty"
+    assert all(value == "" for value in active.values()), "no secret in .env.example"
+
+
+def _settings_from(environment: dict[str, Any], settings_class: type[Any]) -> Any:
+    values = {key.lower(): str(value) for key, value in environment.items()}
+    return settings_class(_env_file=None, **values)
+
+
+def test_service_environments_are_accepted_by_the_settings(
+    interpolated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ALL_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    services = interpolated["services"]
+    for name, settings_class in (
+        ("migrate", AuthSettings),
+        ("auth", AuthSettings),
+        ("relay", RelaySettings),
+    ):
+        environment = services[name]["environment"]
+        unknown = set(environment) - setting_names(settings_class)
+        assert not unknown, f"{name} gets settings it ignores: {sorted(unknown)}"
+        settings = _settings_from(environment, settings_class)
+        assert settings.host == "0.0.0.0"
+        assert settings.redis_url == "redis://redis:6379/0"
+    auth = _settings_from(services["auth"]["environment"], AuthSettings)
+    assert auth.port == 8000
+    assert auth.database_url.startswith("postgresql+asyncpg://")
+    assert auth.livekit_configured
+    assert auth.first_admin_username is None
+    relay = _settings_from(services["relay"]["environment"], RelaySettings)
+    assert relay.port == 8001
+    assert relay.heartbeat_interval_ms == HEARTBEAT_INTERVAL_MS
+
+
+def test_livekit_runs_in_dev_mode_with_its_dev_keys(compose: dict[str, Any]) -> None:
+    livekit = compose["services"]["livekit"]
+    assert livekit["image"].startswith("livekit/livekit-server:")
+    assert "--dev" in livekit["command"]
+    auth = compose["services"]["auth"]["environment"]
+    assert auth["LIVEKIT_API_KEY"] == "devkey"
+    assert auth["LIVEKIT_API_SECRET"] == "secret"
+    assert auth["LIVEKIT_URL"].startswith("${LIVEKIT_URL:-ws://")
+
+
+def test_auth_trusts_forwarded_headers_from_the_balancers_network_only(
+    compose: dict[str, Any],
+) -> None:
+    subnets = [entry["subnet"] for entry in compose["networks"]["relay-net"]["ipam"]["config"]]
+    auth = compose["services"]["auth"]
+    assert auth["environment"]["FORWARDED_ALLOW_IPS"] in subnets
+    assert auth["environment"]["FORWARDED_ALLOW_IPS"] != "*"
+    assert compose["services"]["nginx"]["networks"] == auth["networks"] == ["relay-net"]
+
+
+def test_nginx_gets_exactly_the_templates_variables(compose: dict[str, Any]) -> None:
+    nginx = compose["services"]["nginx"]
+    template = NGINX_TEMPLATE.read_text()
+    variables = template_variables(template)
+    assert variables == {"LB_LISTEN", "LB_RESOLVER", "AUTH_UPSTREAM", "RELAY_UPSTREAM"}
+    assert variables <= set(nginx["environment"])
+    assert nginx["environment"]["LB_RESOLVER"] == "127.0.0.11", "Docker's embedded DNS"
+    assert nginx["environment"]["RELAY_UPSTREAM"] == "relay:8001"
+    assert nginx["environment"]["AUTH_UPSTREAM"] == "auth:8000"
+    (mount,) = nginx["volumes"]
+    source, target, mode = mount.split(":")
+    assert (ROOT / source).resolve() == NGINX_TEMPLATE
+    assert target.startswith("/etc/nginx/templates/")
+    assert target.endswith(".template")
+    assert mode == "ro"
+    listen = nginx["environment"]["LB_LISTEN"]
+    assert any(port.endswith(f":{listen}") for port in nginx["ports"])
+
+
+def test_websocket_timeouts_outlast_the_heartbeat() -> None:
+    template = NGINX_TEMPLATE.read_text()
+    block = re.search(r"location = /ws \{(?P<body>[^}]*)\}", template)
+    assert block is not None
+    body = block["body"]
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        match = re.search(rf"{directive} (\d+)s;", body)
+        assert match, directive
+        assert int(match[1]) > 2 * HEARTBEAT_INTERVAL_MS / 1000, directive
+    for header in ("Upgrade $http_upgrade", "Connection $connection_upgrade"):
+        assert f"proxy_set_header {header};" in template
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in template
+
+
+def test_the_compose_rendering_passes_nginx_t(compose: dict[str, Any], tmp_path: Path) -> None:
+    """`nginx -t` on the template rendered with the compose file's own values."""
+    nginx = require_nginx()
+    environment = compose["services"]["nginx"]["environment"]
+    site = tmp_path / "relay.conf"
+    site.write_text(render_template(NGINX_TEMPLATE.read_text(), environment))
+    config = tmp_path / "nginx.conf"
+    (tmp_path / "temp").mkdir()
+    config.write_text(main_config(nginx, site, tmp_path / "temp"))
+    result = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(config),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-g",
+            f"pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
