@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.datastructures import Headers
@@ -54,6 +56,26 @@ class JSONCORSMiddleware(CORSMiddleware):
         )
 
 
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+"""What a request meets when PostgreSQL or Redis is down: the client should retry later."""
+RETRY_AFTER_SECONDS = 5
+
+
+async def dependency_unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("backing service unavailable", path=request.url.path, error=repr(error))
+    return JSONResponse(
+        {"detail": "service temporarily unavailable, try again later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def internal_error(request: Request, error: Exception) -> JSONResponse:
     """Log the failure server-side; the client only learns that it happened."""
     log.error("unhandled error", path=request.url.path, exc_info=error)
@@ -74,6 +96,8 @@ def create_app(settings: AuthSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, dependency_unavailable)
     app.add_exception_handler(Exception, internal_error)
     for module in (auth, users, livekit, health):
         app.include_router(module.router)
