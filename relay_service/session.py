@@ -1,8 +1,10 @@
 """One WebSocket connection: the protocol's state machine (SPEC section 1).
 
 A session has one receiver (the connection's handler task, reading and validating
-frames) and one sender (a task writing the session's bounded outbox to the socket);
-when either ends, the other is cancelled. Everything a session sends goes through the
+frames) and at most one sender (a task writing the session's bounded outbox to the
+socket, started when a frame is queued and ended when the outbox is empty, so an idle
+session holds no task); when the receiver ends, the sender is cancelled, and a sender
+that fails closes the session. Everything a session sends goes through the
 outbox, so the hub's fan-out never waits on this socket: past `SEND_QUEUE_LIMIT`
 queued frames the session is closed with 4013.
 """
@@ -62,17 +64,28 @@ class Session:
             self._settings.rate_limit_per_second, self._settings.rate_limit_burst
         )
         self._outbox: deque[bytes] = deque()
-        self._outbox_filled = asyncio.Event()
         self._sequence = 0
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._sender_stamp: dict[str, str] = {}
         self._held: list[bytes] | None = None
-        self._log = log.bind(session=self.session_id)
 
     @property
     def claims(self) -> TokenClaims | None:
         return self._claims
+
+    def _logger(self) -> structlog.stdlib.BoundLogger:
+        """Bound to this session explicitly: the hub may close it from another's task.
+
+        Built when needed (logging is rare) rather than kept: idle sessions are many.
+        """
+        if self._claims is None:
+            return log.bind(session=self.session_id)
+        return log.bind(
+            session=self.session_id,
+            user=self._claims.username,
+            user_type=self._claims.user_type.value,
+        )
 
     async def run(self) -> None:
         """Serve the connection until it closes, whoever closes it."""
@@ -81,15 +94,13 @@ class Session:
         try:
             await self._ws.send_texts([self._hello()])
             metrics.FRAMES_OUT[Op.HELLO].inc()
-            self._sender = asyncio.create_task(self._send_forever())
-            self._sender.add_done_callback(self._on_sender_done)
             await self._receive_forever()
         except ProtocolError as error:
             self.close_soon(error.code, error.reason)
         except ConnectionClosed:
             pass
         except Exception:
-            self._log.exception("session_failed")
+            self._logger().exception("session_failed")
             self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error, reconnect")
         finally:
             await self._finish()
@@ -110,7 +121,7 @@ class Session:
         self._outbox.clear()
         if self._sender is not None:
             self._sender.cancel()
-        self._log.info("session_closing", code=int(code), reason=reason)
+        self._logger().info("session_closing", code=int(code), reason=reason)
         self._closer = asyncio.create_task(self._close(code, reason))
 
     async def _close(self, code: CloseCode, reason: str) -> None:
@@ -176,12 +187,11 @@ class Session:
         structlog.contextvars.bind_contextvars(
             user=claims.username, user_type=claims.user_type.value
         )
-        self._log = self._log.bind(user=claims.username, user_type=claims.user_type.value)
         self._sequence = 1
         self._held = []
         await self._relay.join(self, claims)
         self._release_ready()
-        self._log.info("session_identified")
+        self._logger().info("session_identified")
 
     def _release_ready(self) -> None:
         """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
@@ -249,21 +259,28 @@ class Session:
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
             return
         self._outbox.append(frame)
-        self._outbox_filled.set()
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_queued())
+            self._sender.add_done_callback(self._on_sender_done)
 
-    async def _send_forever(self) -> None:
+    async def _send_queued(self) -> None:
+        """Write the outbox in batches until it is empty, then end: idle sessions hold no task.
+
+        `_sender` is cleared here, with no await between the empty check and the clearing,
+        so a frame queued at any moment either is sent by this task or starts the next one.
+        """
         outbox = self._outbox
-        while True:
-            while outbox:
-                batch = [outbox.popleft() for _ in range(min(len(outbox), SEND_BATCH))]
-                await self._ws.send_texts(batch)
-            self._outbox_filled.clear()
-            await self._outbox_filled.wait()
+        while outbox:
+            batch = [outbox.popleft() for _ in range(min(len(outbox), SEND_BATCH))]
+            await self._ws.send_texts(batch)
+        self._sender = None
 
     def _on_sender_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or isinstance(task.exception(), ConnectionClosed):
+        if task.cancelled() or task.exception() is None:
             return
-        self._log.error("sender_failed", exc_info=task.exception())
+        if isinstance(task.exception(), ConnectionClosed):
+            return
+        self._logger().error("sender_failed", exc_info=task.exception())
         self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error")
 
     async def _finish(self) -> None:

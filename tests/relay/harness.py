@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -125,11 +127,18 @@ class Tokens:
     @staticmethod
     def none_algorithm(claims: Mapping[str, object]) -> str:
         """An unsigned token (`alg: none`), which a pinned verifier must refuse."""
+        return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(dict(claims))}."
 
-        def part(value: object) -> str:
-            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    @staticmethod
+    def hmac_signed(claims: Mapping[str, object], key: bytes) -> str:
+        """HS256 over any key, even a public key (PyJWT itself refuses to make these)."""
+        signing_input = f"{_segment({'alg': 'HS256', 'typ': 'JWT'})}.{_segment(dict(claims))}"
+        signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
-        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(dict(claims))}."
+
+def _segment(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
 # -- clients --------------------------------------------------------------------------

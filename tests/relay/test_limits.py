@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -153,59 +153,59 @@ BIG_PAYLOAD = "x" * 30_000
 FLOOD = 300  # 9 MB: more than the kernel's socket buffers hold
 
 
-async def test_a_stalled_reader_is_closed_with_4013_and_never_delays_the_others(
-    start_relay: StartRelay, connect: Connector, tokens: Tokens
-) -> None:
-    relay = start_relay(
+@pytest.fixture
+def short_queue_relay(start_relay: StartRelay) -> RelayProcess:
+    """Sessions may queue only SEND_QUEUE_LIMIT frames; senders are never rate limited."""
+    return start_relay(
         {
             "SEND_QUEUE_LIMIT": str(SEND_QUEUE_LIMIT),
             "RATE_LIMIT_PER_SECOND": "100000",
             "RATE_LIMIT_BURST": "100000",
         }
     )
-    stalled_user = tokens.user(UserType.FACTORY)
-    stalled = await StalledClient.identified(relay.ws_url, relay.port, stalled_user.token)
+
+
+@pytest.fixture
+async def stalled(short_queue_relay: RelayProcess, tokens: Tokens) -> AsyncIterator[StalledClient]:
+    """A factory that identifies, then never reads again."""
+    token = tokens.user(UserType.FACTORY).token
+    client = await StalledClient.identified(short_queue_relay.ws_url, short_queue_relay.port, token)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+async def test_a_stalled_reader_is_closed_with_4013_and_never_delays_the_others(
+    short_queue_relay: RelayProcess, stalled: StalledClient, connect: Connector
+) -> None:
+    relay = short_queue_relay
     fast = [await connect(relay, UserType.FACTORY) for _ in range(2)]
     operator = await connect(relay, UserType.OPERATOR)
 
     loop = asyncio.get_running_loop()
     slowest = 0.0
-    try:
-        for number in range(FLOOD):
-            sent_at = loop.time()
-            await operator.command({"n": number, "pad": BIG_PAYLOAD})
-            for reader in fast:
-                assert (await reader.recv_dispatch())["d"]["payload"]["n"] == number
-            slowest = max(slowest, loop.time() - sent_at)
+    for number in range(FLOOD):
+        sent_at = loop.time()
+        await operator.command({"n": number, "pad": BIG_PAYLOAD})
+        for reader in fast:
+            assert (await reader.recv_dispatch())["d"]["payload"]["n"] == number
+        slowest = max(slowest, loop.time() - sent_at)
 
-        assert slowest < 1.0, f"a fast reader waited {slowest:.2f} s for one message"
-        async with asyncio.timeout(5):
-            assert await stalled.read_until_closed() == CloseCode.TOO_SLOW
-        await wait_for_metric(relay, 'relay_closes_total{code="4013"}', 1)
-    finally:
-        stalled.close()
+    assert slowest < 1.0, f"a fast reader waited {slowest:.2f} s for one message"
+    async with asyncio.timeout(5):
+        assert await stalled.read_until_closed() == CloseCode.TOO_SLOW
+    await wait_for_metric(relay, 'relay_closes_total{code="4013"}', 1)
 
 
 async def test_a_stalled_reader_that_never_reads_again_is_disconnected(
-    start_relay: StartRelay, connect: Connector, tokens: Tokens
+    short_queue_relay: RelayProcess, stalled: StalledClient, connect: Connector
 ) -> None:
-    relay = start_relay(
-        {
-            "SEND_QUEUE_LIMIT": str(SEND_QUEUE_LIMIT),
-            "RATE_LIMIT_PER_SECOND": "100000",
-            "RATE_LIMIT_BURST": "100000",
-        }
-    )
-    stalled_user = tokens.user(UserType.FACTORY)
-    stalled = await StalledClient.identified(relay.ws_url, relay.port, stalled_user.token)
-    operator = await connect(relay, UserType.OPERATOR)
-    try:
-        for number in range(FLOOD):
-            await operator.command({"n": number, "pad": BIG_PAYLOAD})
+    operator = await connect(short_queue_relay, UserType.OPERATOR)
+    for number in range(FLOOD):
+        await operator.command({"n": number, "pad": BIG_PAYLOAD})
 
-        # The relay's close handshake cannot complete: it must give up and drop the
-        # socket (its close timeout is 2 s) rather than hold the session for ever.
-        await wait_for_metric(relay, "relay_sockets", 1, within=6)
-        await wait_for_metric(relay, 'relay_connections{type="factory"}', 0, within=1)
-    finally:
-        stalled.close()
+    # The relay's close handshake cannot complete: it must give up and drop the
+    # socket (its close timeout is 2 s) rather than hold the session for ever.
+    await wait_for_metric(short_queue_relay, "relay_sockets", 1, within=6)
+    await wait_for_metric(short_queue_relay, 'relay_connections{type="factory"}', 0, within=1)

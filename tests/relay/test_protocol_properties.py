@@ -231,9 +231,21 @@ def expected_outcome(user_type: UserType, frame: dict[str, Any]) -> int | str:
     return CHANNELS.factories
 
 
+class SilentConnection:
+    """Stands in for the socket: what the session writes is dropped, closing does nothing."""
+
+    close_timeout = 1.0
+
+    async def send_texts(self, frames: list[bytes]) -> None:
+        return None
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
 async def route(user_type: UserType, frame: dict[str, Any]) -> tuple[RecordingRelay, int | None]:
     relay = RecordingRelay()
-    session = Session(cast(RelayConnection, object()), relay)
+    session = Session(cast(RelayConnection, SilentConnection()), relay)
     user = TOKENS.user(user_type)
     await session._handle(json.dumps({"op": 3, "d": {"token": user.token}}))
     try:
