@@ -134,16 +134,19 @@ async def _connections(replica: RelayProcess) -> list[str]:
         async with gate:
             return await identified(replica.url, f"viewer-{index}", UserType.VIEWER)
 
+    cpu_before = replica.cpu_seconds()
     started = time.perf_counter()
     clients = await asyncio.gather(*(one(i) for i in range(IDLE_SESSIONS)))
     elapsed = time.perf_counter() - started
+    cpu_per_identify = (replica.cpu_seconds() - cpu_before) / IDLE_SESSIONS
     await asyncio.sleep(1.0)
     per_session = (replica.rss_bytes() - rss_before) / IDLE_SESSIONS
     await close_all(list(clients))
     return [
         f"connections: {IDLE_SESSIONS:,} identified idle sessions on one replica: "
         f"{IDLE_SESSIONS / elapsed:,.0f} identifies/s (connect + Hello + Identify + READY, "
-        f"{IDENTIFY_CONCURRENCY} at a time), {per_session / 1024:.1f} KiB resident per session"
+        f"{IDENTIFY_CONCURRENCY} at a time; relay CPU {cpu_per_identify * 1e6:.0f} µs each), "
+        f"{per_session / 1024:.1f} KiB resident per session"
     ]
 
 

@@ -47,6 +47,9 @@ def configure_logging(level: str = "INFO", service: str = "factory-relay") -> No
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # websockets logs every connection's open and close at INFO, without the session:
+    # the relay's own session_identified / session_closing lines say more, once.
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
 
 
 def _add_service(service: str) -> structlog.types.Processor:
