@@ -109,14 +109,17 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     try:
         return settings_class()
     except ValidationError as error:
-        _exit_with(describe_settings_error(error))
+        prefix = str(settings_class.model_config.get("env_prefix") or "")
+        _exit_with(describe_settings_error(error, prefix))
 
 
-def describe_settings_error(error: ValidationError) -> str:
+def describe_settings_error(error: ValidationError, env_prefix: str = "") -> str:
     """One line per problem, each naming the environment variable at fault."""
     problems = []
     for detail in error.errors():
         location = "_".join(str(part) for part in detail["loc"]).upper()
+        if location:
+            location = env_prefix.upper() + location
         message = detail["msg"].removeprefix("Value error, ")
         problems.append(f"{location}: {message}" if location else message)
     return "invalid setting " + "; ".join(problems)

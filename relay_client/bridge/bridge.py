@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay_client.bridge.machine import CommandRejectedError, Machine
+from relay_client.bridge.machine import CommandRejectedError, Machine, MachineUnavailableError
 from relay_client.client import Message, RelayClient
 from shared.logging import get_logger
 from shared.protocol import Op
@@ -28,8 +28,20 @@ class Bridge:
             tasks.create_task(self._answer_commands())
 
     async def _publish_status(self) -> None:
+        """Every interval; a machine that cannot be read skips its turn (logged once)."""
+        available = True
         while True:
-            await self._client.send_status(self._machine.status())
+            try:
+                status = await self._machine.status()
+            except MachineUnavailableError as error:
+                if available:
+                    log.warning("machine_unavailable", reason=str(error))
+                available = False
+            else:
+                if not available:
+                    log.info("machine_available")
+                available = True
+                await self._client.send_status(status)
             await asyncio.sleep(self._status_interval)
 
     async def _answer_commands(self) -> None:
@@ -39,7 +51,7 @@ class Bridge:
 
     async def _answer(self, command: Message) -> None:
         try:
-            result = self._machine.execute(command.payload)
+            result = await self._machine.execute(command.payload)
         except CommandRejectedError as rejection:
             log.info("command_rejected", command_id=command.id, reason=str(rejection))
             answer = {"command_id": command.id, "reason": str(rejection)}

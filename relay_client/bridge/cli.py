@@ -1,20 +1,26 @@
-"""`factory-bridge`: connect a simulated factory machine to the relay.
+"""`factory-bridge`: connect a factory machine, simulated or a PLC over Modbus TCP, to the relay.
 
 Settings come from the environment, `.env` and `.factory-bridge.env` (which
 `auth-service demo-users` writes for the demo factory): `BRIDGE_RELAY_URL`,
-`BRIDGE_AUTH_URL`, `BRIDGE_USERNAME`, `BRIDGE_PASSWORD`, `BRIDGE_STATUS_INTERVAL_SECONDS`.
+`BRIDGE_AUTH_URL`, `BRIDGE_USERNAME`, `BRIDGE_PASSWORD`, `BRIDGE_STATUS_INTERVAL_SECONDS`,
+and the machine: `BRIDGE_MACHINE` (`simulated`, the default, or `modbus`), then for
+`modbus` `BRIDGE_MODBUS_HOST` (required), `BRIDGE_MODBUS_PORT` (502) and
+`BRIDGE_MODBUS_DEVICE_ID` (1). The register map is in `relay_client.bridge.modbus`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+from collections.abc import AsyncIterator
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relay_client.bridge.bridge import Bridge
-from relay_client.bridge.machine import SimulatedMachine
+from relay_client.bridge.machine import Machine, SimulatedMachine
 from relay_client.client import RelayClient
 from shared.logging import configure_logging
 from shared.settings import load_settings
@@ -31,6 +37,37 @@ class BridgeSettings(BaseSettings):
     password: SecretStr
     status_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
 
+    machine: Literal["simulated", "modbus"] = "simulated"
+    modbus_host: str | None = Field(default=None, min_length=1, max_length=253)
+    modbus_port: int = Field(default=502, ge=1, le=65535)
+    modbus_device_id: int = Field(default=1, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _modbus_ready(self) -> BridgeSettings:
+        if self.machine == "modbus":
+            if self.modbus_host is None:
+                raise ValueError("BRIDGE_MODBUS_HOST: required when BRIDGE_MACHINE is modbus")
+            if importlib.util.find_spec("pymodbus") is None:
+                raise ValueError(
+                    "BRIDGE_MACHINE: modbus needs pymodbus: pip install 'factory-relay[modbus]'"
+                )
+        return self
+
+
+@contextlib.asynccontextmanager
+async def open_machine(settings: BridgeSettings) -> AsyncIterator[Machine]:
+    """The machine the settings name, closed (for a PLC, disconnected) on the way out."""
+    if settings.machine == "simulated":
+        yield SimulatedMachine()
+        return
+    from relay_client.bridge.modbus import ModbusMachine  # the optional extra: only if asked
+
+    assert settings.modbus_host is not None  # checked by the settings
+    async with ModbusMachine(
+        settings.modbus_host, settings.modbus_port, settings.modbus_device_id
+    ) as machine:
+        yield machine
+
 
 async def run_bridge(settings: BridgeSettings) -> None:
     client = RelayClient(
@@ -39,8 +76,8 @@ async def run_bridge(settings: BridgeSettings) -> None:
         username=settings.username,
         password=settings.password.get_secret_value(),
     )
-    async with client:
-        await Bridge(client, SimulatedMachine(), settings.status_interval_seconds).run()
+    async with client, open_machine(settings) as machine:
+        await Bridge(client, machine, settings.status_interval_seconds).run()
 
 
 def main() -> None:
