@@ -48,6 +48,27 @@ def service_env(settings: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def run_to_exit(
+    command: Sequence[str],
+    workdir: Path,
+    settings: Mapping[str, str],
+    *,
+    stdin: str = "",
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command that should end by itself (a CLI, or a service refusing its settings)."""
+    return subprocess.run(
+        list(command),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=service_env(settings),
+        timeout=timeout,
+        check=False,
+    )
+
+
 class ServiceProcess:
     """One service as a child process; `http` services listen on `port` and have `/readyz`."""
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +12,13 @@ import uvicorn
 from auth_service import cli
 from auth_service.core.config import AuthSettings, normalize_database_url
 from tests.auth.conftest import JWT_SECRET, make_settings
-
-AUTH_SERVICE = str(Path(sys.executable).parent / "auth-service")
+from tests.processes import console_script, run_to_exit
 
 
 def run_cli(
     tmp_path: Path, *args: str, stdin: str = "", **env: str
 ) -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DATABASE_", "REDIS_"))
-    }
-    return subprocess.run(
-        [AUTH_SERVICE, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**base, **env},
-        timeout=60,
-        check=False,
-    )
+    return run_to_exit([console_script("auth-service"), *args], tmp_path, env, stdin=stdin)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +22,7 @@ from relay_client.bridge import Bridge, CommandRejectedError, MachineUnavailable
 from relay_client.bridge.modbus import ModbusMachine
 from shared.identity import UserType
 from tests.client.conftest import PASSWORD, Stack
-from tests.processes import ServiceProcess, console_script, free_port, service_env
+from tests.processes import ServiceProcess, console_script, free_port, run_to_exit
 
 DEVICE_ID = 3
 READ_HOLDING, READ_INPUT = 3, 4  # Modbus function codes, which name the datastore's tables
@@ -266,15 +265,7 @@ async def test_the_bridge_skips_status_while_the_plc_is_down_and_resumes() -> No
 
 def test_the_modbus_machine_needs_a_host(tmp_path: Path) -> None:
     settings = {"BRIDGE_USERNAME": "factory-x", "BRIDGE_PASSWORD": "x", "BRIDGE_MACHINE": "modbus"}
-    finished = subprocess.run(
-        [console_script("factory-bridge")],
-        cwd=tmp_path,
-        env=service_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    finished = run_to_exit([console_script("factory-bridge")], tmp_path, settings)
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [
         "error: invalid setting BRIDGE_MODBUS_HOST: required when BRIDGE_MACHINE is modbus"
@@ -299,15 +290,7 @@ def test_a_bad_modbus_setting_stops_the_bridge_naming_it(
         "BRIDGE_MODBUS_HOST": "127.0.0.1",
         name: value,
     }
-    finished = subprocess.run(
-        [console_script("factory-bridge")],
-        cwd=tmp_path,
-        env=service_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    finished = run_to_exit([console_script("factory-bridge")], tmp_path, settings)
     assert finished.returncode == 2
     [line] = finished.stderr.splitlines()
     assert line.startswith(f"error: invalid setting {name}: ")

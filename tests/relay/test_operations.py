@@ -15,7 +15,7 @@ import redis
 
 from shared.identity import UserType
 from shared.protocol import CloseCode
-from tests.processes import console_script, service_env
+from tests.processes import console_script, run_to_exit
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import (
     JWT_SECRET,
@@ -111,14 +111,8 @@ async def test_a_server_close_is_counted_by_code(relays: Relays, connect: Connec
 def test_a_bad_setting_stops_the_relay_with_one_line_naming_it(
     tmp_path: Path, settings: dict[str, str], named: str
 ) -> None:
-    result = subprocess.run(
-        [console_script("relay-service")],
-        cwd=tmp_path,
-        env=service_env({"PORT": str(free_port()), **settings}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = run_to_exit(
+        [console_script("relay-service")], tmp_path, {"PORT": str(free_port()), **settings}
     )
 
     assert result.returncode != 0
