@@ -3,7 +3,8 @@ in this process (on the same 2 cores).
 
 - fan-out: one operator, 100 factories over both replicas, commands as fast as the
   factories take them (a window of commands in flight): delivered/s, latency, loss,
-  relay CPU per delivery;
+  relay CPU per delivery; then the same at a steady 20,000 deliveries/s, for the latency
+  of a relay that is not saturated;
 - status: 50 factories at 20 statuses/s each, 5 operators: latency, loss;
 - connections: 2,000 identified idle sessions on one replica: identifies/s, resident
   memory per session.
@@ -24,6 +25,8 @@ from shared.identity import UserType
 FANOUT_FACTORIES = 100
 FANOUT_SECONDS = 10.0
 FANOUT_WINDOW = 32
+FANOUT_PACED_COMMANDS_PER_SECOND = 200.0
+"""The paced run: 20,000 deliveries/s, well below saturation, to show the relay's latency."""
 STATUS_FACTORIES = 50
 STATUS_RATE = 20
 STATUS_OPERATORS = 5
@@ -32,7 +35,8 @@ IDLE_SESSIONS = 2000
 IDENTIFY_CONCURRENCY = 100
 
 
-async def _fanout(replicas: list[RelayProcess]) -> list[str]:
+async def _fanout(replicas: list[RelayProcess], rate: float | None = None) -> list[str]:
+    """Commands as fast as the factories take them, or `rate` commands per second."""
     factories = [
         await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
         for i in range(FANOUT_FACTORIES)
@@ -57,6 +61,8 @@ async def _fanout(replicas: list[RelayProcess]) -> list[str]:
     started = time.perf_counter()
     while time.perf_counter() - started < FANOUT_SECONDS:
         await window.acquire()
+        if rate is not None:
+            await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
         await operator.send(
             frame(4, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True
         )
@@ -71,8 +77,10 @@ async def _fanout(replicas: list[RelayProcess]) -> list[str]:
     for task in readers:
         task.cancel()
     await close_all([*factories, operator])
+    pace = "as fast as taken" if rate is None else f"{rate * FANOUT_FACTORIES:,.0f} deliveries/s"
     return [
-        f"fan-out: 1 operator -> {FANOUT_FACTORIES} factories on 2 replicas, {elapsed:.1f} s: "
+        f"fan-out ({pace}): 1 operator -> {FANOUT_FACTORIES} factories on 2 replicas, "
+        f"{elapsed:.1f} s: "
         f"{delivered / elapsed:,.0f} delivered/s, p50 {percentile(latencies, 0.5) * 1e3:.2f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, lost {lost}, "
         f"relay CPU {cpu / delivered * 1e6:.1f} µs per delivery "
@@ -153,6 +161,7 @@ async def _connections(replica: RelayProcess) -> list[str]:
 def run() -> Iterator[str]:
     with relays(2) as replicas:
         yield from asyncio.run(_fanout(replicas))
+        yield from asyncio.run(_fanout(replicas, rate=FANOUT_PACED_COMMANDS_PER_SECOND))
     with relays(2) as replicas:
         yield from asyncio.run(_status(replicas))
     with relays(1) as replicas:
