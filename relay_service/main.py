@@ -145,6 +145,7 @@ class Relay:
     async def _drain(self, server: Server) -> None:
         self.draining = True
         sessions = len(self.hub)
+        log.info("relay_draining", sessions=sessions)
         server.close(
             close_connections=True, code=CloseCode.SERVICE_RESTART, reason="replica shutting down"
         )
@@ -168,8 +169,6 @@ async def serve_until_stopped(settings: RelaySettings) -> None:
     relay = Relay(settings)
     async with relay.running():
         await stop.wait()
-        log.info("relay_draining")
-        relay.draining = True
 
 
 def _redis_client(settings: RelaySettings) -> Redis | None:
