@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.models import RevokedToken, User
-from shared.revocation import RedisRevocations
+from shared.revocation import RedisRevocations, issued_before
 from shared.tokens import TokenClaims
 
 
@@ -52,7 +52,7 @@ class Revocations:
     @staticmethod
     async def is_revoked(session: AsyncSession, claims: TokenClaims, user: User) -> bool:
         cutoff = user.tokens_revoked_before
-        if cutoff is not None and claims.issued_at < cutoff.timestamp():
+        if issued_before(claims, None if cutoff is None else cutoff.timestamp()):
             return True
         statement = select(RevokedToken.jti).where(RevokedToken.jti == claims.token_id)
         return (await session.scalar(statement)) is not None

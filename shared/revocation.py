@@ -42,6 +42,11 @@ def revocation_channel(prefix: str) -> str:
     return f"{prefix}:revocations"
 
 
+def issued_before(claims: TokenClaims, cutoff: float | None) -> bool:
+    """Whether a user's revocation at `cutoff` covers this token (`iat` has milliseconds)."""
+    return cutoff is not None and claims.issued_at < cutoff
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationEvent:
     user_id: str
@@ -65,7 +70,7 @@ class RevocationEvent:
             return False
         if self.token_id is not None and claims.token_id == self.token_id:
             return True
-        return self.revoked_before is not None and claims.issued_at < self.revoked_before
+        return issued_before(claims, self.revoked_before)
 
 
 class RedisRevocations:
@@ -103,4 +108,4 @@ class RedisRevocations:
         )
         if token_flag is not None:
             return True
-        return user_cutoff is not None and claims.issued_at < float(user_cutoff)
+        return issued_before(claims, None if user_cutoff is None else float(user_cutoff))
