@@ -73,6 +73,11 @@ class Outbox:
 
     def _next_batch(self) -> list[bytes]:
         frames = self._frames
+        if len(frames) <= SEND_BATCH and self._bytes <= SEND_BATCH_BYTES:  # the usual case
+            batch = list(frames)
+            frames.clear()
+            self._bytes = 0
+            return batch
         batch = [frames.popleft()]
         size = len(batch[0])
         while frames and len(batch) < SEND_BATCH and size + len(frames[0]) <= SEND_BATCH_BYTES:
