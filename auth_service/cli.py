@@ -1,4 +1,8 @@
-"""`auth-service`: serve, migrate, create-user, demo-users."""
+"""`auth-service`: the auth service's HTTP API, its database, and its users.
+
+The commands import the service (FastAPI, SQLAlchemy, argon2) when they run, not at the
+top: `--help` answers without loading any of it.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,20 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import uvicorn
 from pydantic import ValidationError
 
-from auth_service import users
 from auth_service.core.config import AuthSettings
-from auth_service.core.db import create_engine, run_migrations, session_factory
-from auth_service.main import create_app
-from auth_service.schemas import UserCreate
+from shared.cli import command_parser, help_texts
 from shared.identity import UserType
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
+if TYPE_CHECKING:
+    from auth_service.schemas import UserCreate
+
+DESCRIPTION = "The auth service: its HTTP API, its database and its users."
 BRIDGE_CREDENTIALS = Path(".factory-bridge.env")
 """Written by `demo-users` beside `.env`: the demo factory's login for `factory-bridge`."""
 DEMO_USERS = (
@@ -41,11 +45,17 @@ def fail(message: str) -> NoReturn:
 
 def prepare_embedded_database(settings: AuthSettings) -> None:
     """The embedded SQLite database is migrated on start; PostgreSQL has a migrate step."""
+    from auth_service.core.db import run_migrations
+
     if settings.uses_sqlite:
         run_migrations(settings.database_url)
 
 
 def serve(settings: AuthSettings) -> None:
+    import uvicorn
+
+    from auth_service.main import create_app
+
     configure_logging(settings.log_level, service="auth-service")
     prepare_embedded_database(settings)
     trusted_proxies = settings.forwarded_allow_ips.strip()
@@ -71,6 +81,9 @@ def read_password() -> str:
 
 async def _create_users(settings: AuthSettings, accounts: Sequence[UserCreate]) -> list[str]:
     """Create each account; the names that were taken already."""
+    from auth_service import users
+    from auth_service.core.db import create_engine, session_factory
+
     engine = create_engine(settings.database_url)
     taken = []
     try:
@@ -86,6 +99,8 @@ async def _create_users(settings: AuthSettings, accounts: Sequence[UserCreate]) 
 
 
 def create_user(settings: AuthSettings, username: str, user_type: UserType) -> None:
+    from auth_service.schemas import UserCreate
+
     try:
         account = UserCreate(username=username, password=read_password(), type=user_type)
     except ValidationError as error:
@@ -98,6 +113,8 @@ def create_user(settings: AuthSettings, username: str, user_type: UserType) -> N
 
 def demo_users(settings: AuthSettings) -> None:
     """Create the demo accounts that do not exist yet; print their passwords once."""
+    from auth_service.schemas import UserCreate
+
     prepare_embedded_database(settings)
     accounts = [
         UserCreate(username=name, password=secrets.token_urlsafe(12), type=user_type)
@@ -120,16 +137,21 @@ def save_bridge_credentials(account: UserCreate) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="auth-service", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the HTTP API (HOST, PORT)")
-    commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
-    create = commands.add_parser(
-        "create-user", help="create a user; the password is read from standard input"
-    )
+    """Every command's `--help` lists the settings; none of them is read to answer it."""
+    settings = [AuthSettings]
+    root = command_parser("auth-service", DESCRIPTION, settings)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        description = summary[:1].upper() + summary[1:] + "."
+        return commands.add_parser(name, help=summary, **help_texts(description, settings))
+
+    command("serve", "run the HTTP API on HOST:PORT")
+    command("migrate", "upgrade the database schema to the latest revision")
+    create = command("create-user", "create a user; the password is read from standard input")
     create.add_argument("username")
     create.add_argument("--type", required=True, choices=[t.value for t in UserType])
-    commands.add_parser("demo-users", help="create admin, operator, viewer and factory-1")
+    command("demo-users", "create admin, operator, viewer and factory-1 if they do not exist")
     return root
 
 
@@ -139,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         serve(settings)
     elif args.command == "migrate":
+        from auth_service.core.db import run_migrations
+
         run_migrations(settings.database_url)
     elif args.command == "create-user":
         create_user(settings, args.username, UserType(args.type))

@@ -1,11 +1,8 @@
 """`factory-bridge`: connect a factory machine, simulated or a PLC over Modbus TCP, to the relay.
 
 Settings come from the environment, `.env` and `.factory-bridge.env` (which
-`auth-service demo-users` writes for the demo factory): `BRIDGE_RELAY_URL`,
-`BRIDGE_AUTH_URL`, `BRIDGE_USERNAME`, `BRIDGE_PASSWORD`, `BRIDGE_STATUS_INTERVAL_SECONDS`,
-and the machine: `BRIDGE_MACHINE` (`simulated`, the default, or `modbus`), then for
-`modbus` `BRIDGE_MODBUS_HOST` (required), `BRIDGE_MODBUS_PORT` (502) and
-`BRIDGE_MODBUS_DEVICE_ID` (1). The register map is in `relay_client.bridge.modbus`.
+`auth-service demo-users` writes for the demo factory); `factory-bridge --help` lists
+them with their defaults. The register map is in `relay_client.bridge.modbus`.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -22,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from relay_client.bridge.bridge import Bridge
 from relay_client.bridge.machine import Machine, SimulatedMachine
 from relay_client.client import RelayClient
+from shared.cli import command_parser
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
@@ -80,7 +78,16 @@ async def run_bridge(settings: BridgeSettings) -> None:
         await Bridge(client, machine, settings.status_interval_seconds).run()
 
 
-def main() -> None:
+DESCRIPTION = (
+    "Log in to the auth service as a factory, connect to the relay, publish the machine's "
+    "status every interval and answer operators' commands (COMMAND_ACK or "
+    "COMMAND_REJECTED). The machine is simulated, or a PLC over Modbus TCP "
+    "(BRIDGE_MACHINE=modbus, needs the modbus extra)."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    command_parser("factory-bridge", DESCRIPTION, [BridgeSettings]).parse_args(argv)
     settings = load_settings(BridgeSettings)
     configure_logging("INFO", service="factory-bridge")
     with contextlib.suppress(KeyboardInterrupt):

@@ -12,11 +12,16 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service import cli, users
+from auth_service.core.config import AuthSettings
 from auth_service.core.db import create_engine, run_migrations, session_factory
 from auth_service.main import create_app
 from auth_service.models import User
 from tests.auth.conftest import JWT_SECRET, make_settings
 from tests.auth.test_settings import run_cli
+from tests.cli import BROKEN_SETTINGS, assert_help, assert_usage_error, write_broken_dotenv
+from tests.processes import Listener
+
+COMMANDS = ["serve", "migrate", "create-user", "demo-users"]
 
 
 @pytest.fixture
@@ -31,6 +36,51 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("JWT_ALGORITHM", "HS256")
     run_migrations(url)
     return url
+
+
+HELP_ARGUMENTS = [
+    ["--help"],
+    ["-h"],
+    ["serve", "--help"],
+    ["serve", "-h"],
+    ["migrate", "--help"],
+    ["create-user", "--help"],
+    ["demo-users", "--help"],
+]
+
+
+@pytest.mark.parametrize("arguments", HELP_ARGUMENTS, ids=" ".join)
+def test_help_lists_the_settings_without_reading_them(tmp_path: Path, arguments: list[str]) -> None:
+    write_broken_dotenv(tmp_path)
+    result = run_cli(tmp_path, *arguments, **BROKEN_SETTINGS)
+    assert_help(result, AuthSettings)
+    if len(arguments) == 1:
+        assert all(name in result.stdout for name in COMMANDS)
+
+
+@pytest.mark.parametrize("arguments", HELP_ARGUMENTS, ids=" ".join)
+def test_help_connects_to_nothing_and_creates_no_database(
+    tmp_path: Path, listener: Listener, arguments: list[str]
+) -> None:
+    result = run_cli(
+        tmp_path,
+        *arguments,
+        JWT_SECRET=JWT_SECRET,
+        DATABASE_URL=f"postgresql://nobody@127.0.0.1:{listener.port}/db",
+        REDIS_URL=f"redis://127.0.0.1:{listener.port}/0",
+    )
+    assert_help(result, AuthSettings)
+    assert listener.connections() == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--verbose"], ["serve", "--port", "9000"], ["create-user", "x-1", "--type", "viewer", "-v"]],
+    ids=" ".join,
+)
+def test_an_unknown_option_is_a_usage_error(tmp_path: Path, arguments: list[str]) -> None:
+    assert_usage_error(run_cli(tmp_path, *arguments))
 
 
 def find_user(url: str, name: str) -> User | None:
