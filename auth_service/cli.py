@@ -8,25 +8,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from auth_service.core.config import AuthSettings
-from shared.cli import command_parser, help_texts
+from shared.cli import bind_listener, command_parser, fail, help_texts
 from shared.identity import UserType
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.settings import load_settings
 
 if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
     from auth_service.schemas import UserCreate
 
+log = get_logger(__name__)
+
+STARTUP_FAILURE = 3
+"""uvicorn's exit code when the application cannot start."""
 DESCRIPTION = "The auth service: its HTTP API, its database and its users."
 BRIDGE_CREDENTIALS = Path(".factory-bridge.env")
 """Written by `demo-users` beside `.env`: the demo factory's login for `factory-bridge`."""
@@ -38,11 +48,6 @@ DEMO_USERS = (
 )
 
 
-def fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(1)
-
-
 def prepare_embedded_database(settings: AuthSettings) -> None:
     """The embedded SQLite database is migrated on start; PostgreSQL has a migrate step."""
     from auth_service.core.db import run_migrations
@@ -52,15 +57,35 @@ def prepare_embedded_database(settings: AuthSettings) -> None:
 
 
 def serve(settings: AuthSettings) -> None:
+    """Bind HOST:PORT first: a port in use is one line, before migrations and app start-up."""
     import uvicorn
 
     from auth_service.main import create_app
 
+    listener = bind_listener(settings.host, settings.port)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to whatever
+    # handler was there before: with this one, a requested stop exits 0 like the relay.
+    signal.signal(signal.SIGTERM, _exit_stopped)
     configure_logging(settings.log_level, service="auth-service")
     prepare_embedded_database(settings)
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    log.info("auth_listening", host=settings.host, port=settings.port)
+    with contextlib.suppress(KeyboardInterrupt):  # SIGINT: uvicorn has shut down gracefully
+        server.run(sockets=[listener])
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def _exit_stopped(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def server_config(settings: AuthSettings, app: FastAPI) -> uvicorn.Config:
+    import uvicorn
+
     trusted_proxies = settings.forwarded_allow_ips.strip()
-    uvicorn.run(
-        create_app(settings),
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

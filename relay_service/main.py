@@ -119,23 +119,31 @@ class Relay:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Server]:
-        """Connect the broker, listen, and on exit drain: every session gets 1012."""
+        """Connect the broker, listen, and on exit drain: every session gets 1012.
+
+        If listening fails (the port is taken, say), the broker is disconnected before the
+        error goes on: its tasks left running would keep the process from ever exiting.
+        """
         await self.broker.connect()
-        if self._revocations is not None:
-            await self.broker.subscribe(self.channels.revocations)
-        server = await serve(
-            self.handle,
-            self.settings.host,
-            self.settings.port,
-            process_request=self.route_http,
-            origins=[*map(Origin, self.settings.cors_origins), None],
-            max_size=self.settings.max_message_bytes,
-            compression=None,
-            ping_interval=None,
-            close_timeout=2,
-            server_header=None,
-            create_connection=RelayConnection,
-        )
+        try:
+            if self._revocations is not None:
+                await self.broker.subscribe(self.channels.revocations)
+            server = await serve(
+                self.handle,
+                self.settings.host,
+                self.settings.port,
+                process_request=self.route_http,
+                origins=[*map(Origin, self.settings.cors_origins), None],
+                max_size=self.settings.max_message_bytes,
+                compression=None,
+                ping_interval=None,
+                close_timeout=2,
+                server_header=None,
+                create_connection=RelayConnection,
+            )
+        except BaseException:
+            await self._disconnect_broker()
+            raise
         log.info("relay_listening", host=self.settings.host, port=self.settings.port)
         try:
             yield server
@@ -154,10 +162,13 @@ class Relay:
                 await server.wait_closed()
         except TimeoutError:
             log.warning("drain_timed_out", remaining=len(self.hub))
+        await self._disconnect_broker()
+        log.info("relay_stopped", closed_sessions=sessions)
+
+    async def _disconnect_broker(self) -> None:
         await self.broker.disconnect()
         if self._redis is not None:
             await self._redis.aclose()
-        log.info("relay_stopped", closed_sessions=sessions)
 
 
 async def serve_until_stopped(settings: RelaySettings) -> None:

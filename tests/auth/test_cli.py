@@ -19,7 +19,7 @@ from auth_service.models import User
 from tests.auth.conftest import JWT_SECRET, make_settings
 from tests.auth.test_settings import run_cli
 from tests.cli import BROKEN_SETTINGS, assert_help, assert_usage_error, write_broken_dotenv
-from tests.processes import Listener
+from tests.processes import AuthProcess, Listener
 
 COMMANDS = ["serve", "migrate", "create-user", "demo-users"]
 
@@ -81,6 +81,27 @@ def test_help_connects_to_nothing_and_creates_no_database(
 )
 def test_an_unknown_option_is_a_usage_error(tmp_path: Path, arguments: list[str]) -> None:
     assert_usage_error(run_cli(tmp_path, *arguments))
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_port(tmp_path: Path, listener: Listener) -> None:
+    result = run_cli(tmp_path, "serve", JWT_SECRET=JWT_SECRET, PORT=str(listener.port))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{listener.port}: port {listener.port} is already"
+        " in use: stop what holds it, or set PORT"
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing migrated, nothing started
+
+
+def test_sigterm_stops_the_service_gracefully_with_exit_0(tmp_path: Path) -> None:
+    auth = AuthProcess(tmp_path, jwt_secret=JWT_SECRET, admin=("admin", "admin password"))
+    auth.start()
+    try:
+        assert auth.stop() == 0
+    finally:
+        auth.kill()
+    assert "Application shutdown complete." in auth.stdout_path.read_text()
 
 
 def find_user(url: str, name: str) -> User | None:
