@@ -21,6 +21,7 @@ from tests.auth.test_settings import run_cli
 from tests.cli import BROKEN_SETTINGS, assert_help, assert_usage_error, write_broken_dotenv
 from tests.processes import AuthProcess, Listener
 
+ADMIN = ("admin", "admin password")
 COMMANDS = ["serve", "migrate", "create-user", "demo-users"]
 
 
@@ -95,13 +96,33 @@ def test_a_port_in_use_is_one_line_naming_it_and_port(tmp_path: Path, listener: 
 
 
 def test_sigterm_stops_the_service_gracefully_with_exit_0(tmp_path: Path) -> None:
-    auth = AuthProcess(tmp_path, jwt_secret=JWT_SECRET, admin=("admin", "admin password"))
+    auth = AuthProcess(tmp_path, jwt_secret=JWT_SECRET, admin=ADMIN)
     auth.start()
     try:
         assert auth.stop() == 0
     finally:
         auth.kill()
     assert "Application shutdown complete." in auth.stdout_path.read_text()
+
+
+def test_the_service_starts_with_a_lower_case_log_level(tmp_path: Path) -> None:
+    settings = {"LOG_LEVEL": "info"}
+    auth = AuthProcess(tmp_path, jwt_secret=JWT_SECRET, admin=ADMIN, settings=settings)
+    try:
+        auth.start()
+        assert auth.stop() == 0
+    finally:
+        auth.kill()
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_an_invalid_log_level_stops_the_command_with_one_line_naming_it(
+    tmp_path: Path, command: str
+) -> None:
+    result = run_cli(tmp_path, command, JWT_SECRET=JWT_SECRET, LOG_LEVEL="Verbose")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: invalid setting LOG_LEVEL: ")
 
 
 def find_user(url: str, name: str) -> User | None:

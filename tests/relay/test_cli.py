@@ -10,7 +10,7 @@ import pytest
 from relay_service.config import RelaySettings
 from relay_service.main import Relay
 from tests.cli import BROKEN_SETTINGS, assert_help, assert_usage_error, write_broken_dotenv
-from tests.processes import Listener, console_script, run_to_exit
+from tests.processes import Listener, RelayProcess, console_script, run_to_exit
 from tests.relay.harness import JWT_SECRET
 
 TIMEOUT = 30
@@ -74,3 +74,27 @@ async def test_a_relay_that_cannot_listen_disconnects_its_broker(
         async with relay.running():
             pytest.fail("the relay listened on a port in use")
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.parametrize("level", ["info", "Info", "INFO", "debug", "Warning", "error"])
+def test_log_level_is_read_in_any_case(level: str) -> None:
+    settings = RelaySettings(jwt_secret=JWT_SECRET, log_level=level)
+    assert settings.log_level == level.upper()
+
+
+def test_the_relay_starts_with_a_lower_case_log_level(tmp_path: Path) -> None:
+    relay = RelayProcess(tmp_path, jwt_secret=JWT_SECRET, settings={"LOG_LEVEL": "info"})
+    try:
+        relay.start()
+        assert relay.stop() == 0
+    finally:
+        relay.kill()
+    assert '"event": "relay_listening"' in relay.stdout_path.read_text()
+
+
+def test_an_invalid_log_level_stops_the_relay_with_one_line_naming_it(tmp_path: Path) -> None:
+    settings = {"JWT_SECRET": JWT_SECRET, "LOG_LEVEL": "verbose"}
+    result = run_to_exit([console_script("relay-service")], tmp_path, settings, timeout=TIMEOUT)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: invalid setting LOG_LEVEL: ")
