@@ -14,7 +14,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -31,10 +31,11 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from auth_service.schemas import UserCreate
+    from auth_service.schemas import UserCreate, UserUpdate
 
 log = get_logger(__name__)
 
+REDIS_TIMEOUT_SECONDS = 5
 STARTUP_FAILURE = 3
 """uvicorn's exit code when the application cannot start."""
 DESCRIPTION = "The auth service: its HTTP API, its database and its users."
@@ -129,11 +130,74 @@ def create_user(settings: AuthSettings, username: str, user_type: UserType) -> N
     try:
         account = UserCreate(username=username, password=read_password(), type=user_type)
     except ValidationError as error:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+        fail(_invalid(error))
     prepare_embedded_database(settings)
     if asyncio.run(_create_users(settings, [account])):
         fail(f"the username {username!r} is taken")
     print(f"created {user_type.value} {username!r}")
+
+
+def set_password(settings: AuthSettings, username: str) -> None:
+    """Like a password change through the API: the user's tokens are revoked too."""
+    from pydantic import TypeAdapter
+
+    from auth_service.schemas import Password, UserUpdate
+
+    password = read_password()
+    try:
+        TypeAdapter(Password).validate_python(password)  # create-user's rule, and its message
+    except ValidationError as error:
+        fail(_invalid(error, "password"))
+    change = UserUpdate(password=password)
+    prepare_embedded_database(settings)
+    if not asyncio.run(_update_user(settings, username, change)):
+        fail(f"no user is named {username!r}")
+    print(f"set the password of {username!r}; the tokens issued before are revoked")
+
+
+async def _update_user(settings: AuthSettings, username: str, change: UserUpdate) -> bool:
+    """Apply the change and revoke as the API does (Redis first, when set); False: no user."""
+    from redis.asyncio import Redis
+
+    from auth_service import users
+    from auth_service.core.db import create_engine, session_factory
+    from auth_service.revocation import Revocations
+    from shared.revocation import RedisRevocations
+
+    engine = create_engine(settings.database_url)
+    redis = (
+        None
+        if settings.redis_url is None
+        else Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+    )
+    revocations = Revocations(
+        None
+        if redis is None
+        else RedisRevocations(
+            redis, prefix=settings.redis_prefix, token_ttl_seconds=settings.access_token_ttl_seconds
+        )
+    )
+    try:
+        async with session_factory(engine)() as session:
+            user = await users.get_user_by_name(session, username)
+            if user is None:
+                return False
+            cutoff = await users.apply_update(user, change)
+            await revocations.commit_user_revocation(session, user.id, cutoff)
+            return True
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+def _invalid(error: ValidationError, name: str = "") -> str:
+    """`field: problem`, one per problem, the field named `name` when the error has no place."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in error.errors())
 
 
 def demo_users(settings: AuthSettings) -> None:
@@ -151,6 +215,17 @@ def demo_users(settings: AuthSettings) -> None:
             print(f"{account.type.value:<9} {account.username:<10} password: {account.password}")
             if account.type is UserType.FACTORY:
                 save_bridge_credentials(account)
+    if taken:
+        names = ", ".join(name for name, _ in DEMO_USERS if name in taken)
+        print(f"the demo users {names} exist already: their passwords were printed once, when")
+        print(f"they were created ({BRIDGE_CREDENTIALS} keeps factory-1's). To set a new one:")
+        print(f"  {_this_command()} set-password NAME   (reads it from standard input)")
+
+
+def _this_command() -> str:
+    """As the user typed it (`.venv/bin/auth-service` under `make run`)."""
+    invoked = Path(sys.argv[0])
+    return str(invoked) if invoked.name == "auth-service" else "auth-service"
 
 
 def save_bridge_credentials(account: UserCreate) -> None:
@@ -177,6 +252,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("username")
     create.add_argument("--type", required=True, choices=[t.value for t in UserType])
     command("demo-users", "create admin, operator, viewer and factory-1 if they do not exist")
+    reset = command(
+        "set-password",
+        "set a user's password, read from standard input, and revoke the user's tokens",
+    )
+    reset.add_argument("username")
     return root
 
 
@@ -189,10 +269,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         from auth_service.core.db import run_migrations
 
         run_migrations(settings.database_url)
-    elif args.command == "create-user":
-        create_user(settings, args.username, UserType(args.type))
-    elif args.command == "demo-users":
-        demo_users(settings)
+    else:
+        with reporting_unavailable():
+            if args.command == "create-user":
+                create_user(settings, args.username, UserType(args.type))
+            elif args.command == "demo-users":
+                demo_users(settings)
+            elif args.command == "set-password":
+                set_password(settings, args.username)
+
+
+@contextlib.contextmanager
+def reporting_unavailable() -> Iterator[None]:
+    """The database or Redis down: one line, as for a bad setting, not a traceback."""
+    try:
+        yield
+    except Exception as error:
+        from auth_service.main import UNAVAILABLE_ERRORS
+
+        if not isinstance(error, UNAVAILABLE_ERRORS):
+            raise
+        reason = (str(error).splitlines() or [repr(error)])[0]
+        fail(f"the database or Redis is unreachable (DATABASE_URL, REDIS_URL): {reason}")
 
 
 if __name__ == "__main__":
