@@ -24,7 +24,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from relay_client.auth import login
+from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
 from relay_client.policy import Reconnect, reconnect_policy
 from shared.logging import get_logger
@@ -126,6 +126,7 @@ class RelayClient:
         self._runner: asyncio.Task[None] | None = None
         self._last_sequence: int | None = None
         self._acked = True
+        self._retry_after: float | None = None
         self.user: Sender | None = None
         self.session_id: str | None = None
         self.sessions_opened = 0
@@ -211,7 +212,11 @@ class RelayClient:
 
     async def _run_forever(self) -> None:
         while True:
-            code = await self._one_session()
+            try:
+                code = await self._one_session()
+            except LoginRefusedError as refused:  # retrying would keep the account throttled
+                self._stop(ClientStoppedError(str(refused)), cause=refused)
+                return
             policy = reconnect_policy(code)
             if policy is Reconnect.NEVER:
                 self._stop(ClientStoppedError(f"closed with {code}: fix the client", code))
@@ -222,6 +227,7 @@ class RelayClient:
                     return
                 self._token = None
             delay = self._backoff.next_delay(at_once=policy is Reconnect.AT_ONCE)
+            delay, self._retry_after = max(delay, self._retry_after or 0.0), None
             log.info("relay_reconnecting", close_code=code, delay=round(delay, 2))
             await asyncio.sleep(delay)
 
@@ -237,7 +243,12 @@ class RelayClient:
             return closed.rcvd.code if closed.rcvd is not None else None
         except (OSError, InvalidHandshake, TimeoutError, _ZombieConnectionError) as error:
             log.warning("relay_connection_failed", error=repr(error))
-        except Exception as error:  # a login failure, say: retry with backoff
+        except LoginUnavailableError as error:
+            log.warning("relay_login_failed", error=str(error), retry_after=error.retry_after)
+            self._retry_after = error.retry_after
+        except LoginRefusedError:
+            raise
+        except Exception as error:  # from a caller's token provider, say: retry with backoff
             log.warning("relay_session_failed", error=repr(error))
         finally:
             self._ready.clear()
@@ -329,7 +340,8 @@ class RelayClient:
             self._token = await self._token_provider()
         return self._token
 
-    def _stop(self, error: ClientStoppedError) -> None:
+    def _stop(self, error: ClientStoppedError, cause: BaseException | None = None) -> None:
+        error.__cause__ = cause
         log.error("relay_client_stopped", reason=str(error), close_code=error.code)
         self._stopped = error
         with contextlib.suppress(asyncio.QueueFull):
