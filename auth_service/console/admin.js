@@ -84,7 +84,7 @@ export class UsersPanel {
 
   _updateCount() {
     const shown = this.elements.rows.childElementCount;
-    this.elements.count.textContent = shown < this.total ? `${shown} of ${this.total}` : `${this.total}`;
+    this.elements.count.textContent = shown < this.total ? `(${shown} of ${this.total})` : `(${this.total})`;
     this.elements.more.hidden = this.loaded >= this.total;
   }
 

@@ -10,15 +10,20 @@ export class ApiError extends Error {
   }
 }
 
-/** One line per refused field of a 422 (`password: String should have…`); never the input. */
+/**
+ * A 422's errors as `field: message`, once per field, never the input. A field that may be
+ * a value or left out (`password` of a PATCH) is a union to the server, which reports
+ * each branch (`password.constrained-str`, `password.none`): the "should be None" branch
+ * says nothing to a person, and the field is named without the branch.
+ */
 function validationDetail(errors) {
-  return errors
-    .map((error) => {
-      const field = (error?.loc ?? []).filter((part) => part !== "body").join(".");
-      const message = String(error?.msg ?? "invalid");
-      return field ? `${field}: ${message}` : message;
-    })
-    .join("; ");
+  const useful = errors.filter((error) => error?.type !== "none_required");
+  const seen = new Map();
+  for (const error of useful.length ? useful : errors) {
+    const field = (error?.loc ?? []).filter((part) => part !== "body")[0] ?? "";
+    if (!seen.has(field)) seen.set(field, String(error?.msg ?? "invalid"));
+  }
+  return Array.from(seen, ([field, message]) => (field ? `${field}: ${message}` : message)).join("; ");
 }
 
 async function detailOf(response) {

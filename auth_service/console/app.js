@@ -354,10 +354,16 @@ function showLoginError(text) {
   error.hidden = !text;
 }
 
-/** The server's `detail` once, with what only the console knows (how long to wait). */
+/** `45 s`, `5 min`: how long Retry-After asks to wait. */
+function duration(seconds) {
+  return seconds < 60 ? `${seconds} s` : `${Math.ceil(seconds / 60)} min`;
+}
+
+/** The server's `detail` once, with what only the headers say (how long to wait). */
 function loginErrorMessage(error) {
   if (!(error instanceof ApiError)) return sentence(error.message);
-  const wait = error.status === 429 && error.retryAfter ? ` Retry after ${error.retryAfter} s.` : "";
+  const retryAfter = Number.parseInt(error.retryAfter ?? "", 10);
+  const wait = error.status === 429 && retryAfter > 0 ? ` Next attempt in ${duration(retryAfter)}.` : "";
   return `${sentence(error.detail)}${wait}`;
 }
 

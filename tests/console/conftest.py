@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess, console_script
+from tests.processes import ServiceProcess, console_script, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -44,6 +44,12 @@ OPERATOR = "operator"
 PHONE = (375, 812)
 WALL_SCREEN = (1920, 1080)
 DESKTOP = (1280, 900)
+LIVEKIT_SETTINGS = {
+    "LIVEKIT_URL": f"ws://127.0.0.1:{free_port()}",  # nothing listens there
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret-of-at-least-32-characters-long",
+}
+"""The second auth service's LiveKit: configured, but no LiveKit server runs."""
 HEARTBEAT_INTERVAL_MS = 1000
 """Short, so a console that does not heartbeat is closed (4009) within the tests."""
 
@@ -78,10 +84,11 @@ class Stack:
         """The console; it learns where the relay is from its server (`RELAY_PUBLIC_URL`)."""
         return f"{auth_url or self.auth_url}/console/"
 
-    def start_livekit_auth(self, **livekit: str) -> str:
-        """Start the second auth service with these LiveKit settings; returns its URL."""
-        self.livekit_auth.settings.update(livekit)
-        self.livekit_auth.start()
+    def start_livekit_auth(self) -> str:
+        """Start the second auth service, LiveKit configured (once); returns its URL."""
+        if not self.livekit_auth.running:
+            self.livekit_auth.settings.update(LIVEKIT_SETTINGS)
+            self.livekit_auth.start()
         return self.livekit_auth.http_url
 
     def create_user(self, username: str, user_type: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import pytest
 
 from tests.console.conftest import FACTORY, OPERATOR, Console, Stack
 from tests.console.pages import answer, cell, expect, factory_row, log_in, send_command
-from tests.processes import free_port
 
 pytestmark = pytest.mark.redis  # the services share the real Redis (revocations, fan-out)
 
@@ -210,11 +209,7 @@ def test_camera_panel_hidden_without_livekit(console: Console, stack: Stack) -> 
 def test_video_with_livekit_configured_uses_livekit_client(console: Console, stack: Stack) -> None:
     """No LiveKit server runs here: the token is minted, the vendored client loads and
     tries the (closed) URL, and the panel says why the video is unavailable."""
-    livekit_auth_url = stack.start_livekit_auth(
-        LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}",  # nothing listens there
-        LIVEKIT_API_KEY="devkey",
-        LIVEKIT_API_SECRET="secret-of-at-least-32-characters-long",
-    )
+    livekit_auth_url = stack.start_livekit_auth()
     page = console.page
     log_in(page, stack, OPERATOR, auth_url=livekit_auth_url)
     expect(page.locator("#video-card")).to_be_visible()
