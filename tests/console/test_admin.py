@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auth_service.api import users as users_api
 from tests.console.conftest import ADMIN, FACTORY, OPERATOR, PASSWORD, Console, Stack
 from tests.console.pages import Page, expect, log_in
 
@@ -161,3 +162,20 @@ def test_admin_deletes_a_user_after_confirming(console: Console, stack: Stack) -
     delete.click()
     expect(user_row(page, user["username"])).to_have_count(0)
     assert not can_log_in(stack, user["username"], PASSWORD)
+
+
+@pytest.mark.skipif(
+    not hasattr(users_api, "keep_an_active_admin"),
+    reason="the /users API on this branch does not refuse to demote the last admin (409)",
+)
+def test_demoting_the_last_admin_is_refused_in_the_row(console: Console, stack: Stack) -> None:
+    page = console.page
+    log_in(page, stack, ADMIN)  # the stack's only admin
+    row = user_row(page, ADMIN)
+    row.locator("select.user-type").select_option("operator")
+    note = row.locator(".row-note")
+    expect(note).to_have_text(re.compile(r"^The last active admin cannot be"))
+    expect(note).to_have_attribute("data-kind", "error")
+    expect(row.locator("select.user-type")).to_have_value("admin")  # the control is undone
+    expect(page.locator("#connection")).to_have_attribute("data-state", "ready")
+    console.screenshot("14-admin-last-admin")

@@ -11,10 +11,10 @@ from tests.console.pages import Page, answer, expect, factory_row, log_in, send_
 pytestmark = pytest.mark.redis
 
 
-def box(page: Page, selector: str) -> dict[str, float]:
+def top(page: Page, selector: str) -> float:
     found = page.locator(selector).bounding_box()
     assert found is not None, f"{selector} is not displayed"
-    return dict(found)
+    return found["y"]
 
 
 def page_width(page: Page) -> int:
@@ -68,8 +68,7 @@ def test_phone_camera_comes_after_the_log(console: Console, stack: Stack) -> Non
     log_in(page, stack, OPERATOR, auth_url=stack.start_livekit_auth())
     factory_row(page).click()
     expect(page.locator("#video-card")).to_be_visible()
-    assert box(page, "#video-card")["y"] > box(page, "section.events")["y"]
-    assert box(page, "section.events")["y"] > box(page, "#command-send")["y"]
+    assert top(page, "#video-card") > top(page, "section.events") > top(page, "#command-send")
     expect(page.locator("#video-stage")).to_be_hidden()  # no black box without a video
     console.screenshot("phone-375x812-camera-full")
 
