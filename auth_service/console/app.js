@@ -460,7 +460,7 @@ function endSession(message) {
   $("login-view").hidden = false;
   const badge = $("connection");
   badge.dataset.state = "stopped";
-  badge.textContent = message ? "session expired" : "not connected";
+  badge.textContent = message ? "logged out" : "not connected";
   showLoginError(message);
   $("username").focus();
 }

@@ -239,7 +239,7 @@ def test_disabled_user_sees_session_expired(console: Console, stack: Stack) -> N
     stack.patch_user(user["id"], disabled=True)  # closes its live sessions with 4004
     expect(page.locator("#login-view")).to_be_visible()
     expect(page.locator("#login-error")).to_have_text("Session expired: log in again.")
-    expect(page.locator("#connection")).to_have_text("session expired")
+    expect(page.locator("#connection")).to_have_text("logged out")  # the why: said once, above
     console.screenshot("07-session-expired")
 
 
