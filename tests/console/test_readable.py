@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -39,12 +40,13 @@ def press_token(stack: Stack) -> str:
     return token
 
 
-@pytest.fixture
-def press(stack: Stack, press_token: str) -> Iterator[ClientConnection]:
-    """The press's relay session, identified (it sends its status when the test says)."""
+@contextmanager
+def factory_session(stack: Stack, token: str) -> Iterator[ClientConnection]:
+    """A factory's relay session, identified. The relay's heartbeat interval is 1 s in these
+    tests: open it only when it is about to send."""
     with connect(stack.relay_ws_url, open_timeout=OPEN_TIMEOUT_SECONDS) as socket:
         assert json.loads(socket.recv(timeout=OPEN_TIMEOUT_SECONDS))["op"] == 0
-        socket.send(json.dumps({"op": 3, "d": {"token": press_token}}))
+        socket.send(json.dumps({"op": 3, "d": {"token": token}}))
         assert json.loads(socket.recv(timeout=OPEN_TIMEOUT_SECONDS))["t"] == "READY"
         yield socket
 
@@ -58,12 +60,13 @@ def test_status_keys_have_labels_with_units(console: Console, stack: Stack) -> N
 
 
 def test_each_factory_shows_its_own_readings(
-    console: Console, stack: Stack, press: ClientConnection
+    console: Console, stack: Stack, press_token: str
 ) -> None:
     page = console.page
     log_in(page, stack, OPERATOR)
     expect(factory_row(page)).to_be_visible()
-    press.send(json.dumps({"op": 5, "d": {"payload": PRESS_STATUS}}))
+    with factory_session(stack, press_token) as press:
+        press.send(json.dumps({"op": 5, "d": {"payload": PRESS_STATUS}}))
     expect(cell(page, "pressure_bar", PRESS)).to_have_text("3.2")
     pressure = factory_row(page, PRESS).locator(
         ".reading", has=page.locator('[data-key="pressure_bar"]')
