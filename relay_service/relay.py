@@ -56,7 +56,9 @@ class Relay:
             ),
             self.hub.sessions,
             # Identify must fail within its own timeout, never after it.
-            timeout_seconds=min(settings.redis_timeout_ms, settings.identify_timeout_ms) / 1000,
+            timeout_seconds=min(
+                settings.redis_timeout_seconds, settings.identify_timeout_ms / 1000
+            ),
         )
         self._control: dict[str, MessageHandler] = {}
         if self.revocations.enabled:
@@ -121,7 +123,7 @@ def redis_client(settings: RelaySettings) -> Redis | None:
 
     No `socket_timeout`: redis-py bounds each write with `asyncio.wait_for` (a task per
     command on Python 3.11). Every caller bounds its whole call, retries included, with
-    `asyncio.timeout` instead (`REDIS_TIMEOUT_MS`); a cancelled command closes its
+    `asyncio.timeout` instead (`REDIS_TIMEOUT_SECONDS`); a cancelled command closes its
     connection, so nothing half-read is reused.
     """
     if settings.redis_url is None:

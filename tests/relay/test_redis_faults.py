@@ -2,7 +2,7 @@
 
 A hung Redis keeps its TCP connections open and answers nothing. The relay notices it by
 the PING its listener sends every second (`/readyz` 503, `relay_broker_up` 0), bounds
-every call it makes (`REDIS_TIMEOUT_MS`), refuses Identify while the revocation check
+every call it makes (`REDIS_TIMEOUT_SECONDS`), refuses Identify while the revocation check
 cannot answer (4000), and drops what it cannot publish in time instead of delivering it
 late (`relay_broker_dropped_messages_total{reason}`). Each test runs real relay processes
 on a `redis-server` of its own, with small timeouts so that each takes a few seconds; the
@@ -41,17 +41,17 @@ from tests.relay.harness import (
     wait_for_status,
 )
 
-REDIS_TIMEOUT_MS = 500
+REDIS_TIMEOUT_SECONDS = 0.5
 MAX_AGE_MS = 300
 FAST = {
-    "REDIS_TIMEOUT_MS": str(REDIS_TIMEOUT_MS),
+    "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT_SECONDS),
     "BROKER_PUBLISH_MAX_AGE_MS": str(MAX_AGE_MS),
     "BROKER_RECONNECT_MAX_SECONDS": "0.5",
 }
 HEALTH_INTERVAL_SECONDS = 1.0
-NOTICED_WITHIN = HEALTH_INTERVAL_SECONDS + REDIS_TIMEOUT_MS / 1000 + 1.5
+NOTICED_WITHIN = HEALTH_INTERVAL_SECONDS + REDIS_TIMEOUT_SECONDS + 1.5
 """A hung Redis is noticed within one PING interval plus the timeout (and a margin)."""
-LATE_AFTER_SECONDS = (MAX_AGE_MS + REDIS_TIMEOUT_MS) / 1000
+LATE_AFTER_SECONDS = MAX_AGE_MS / 1000 + REDIS_TIMEOUT_SECONDS
 DROPPED = "relay_broker_dropped_messages_total"
 
 
@@ -104,7 +104,7 @@ async def test_identify_during_a_hang_closes_4000_within_the_identify_timeout(
     relay = start_on(
         private_redis,
         start_relay,
-        REDIS_TIMEOUT_MS="5000",
+        REDIS_TIMEOUT_SECONDS="5",
         IDENTIFY_TIMEOUT_MS=str(int(identify_timeout * 1000)),
     )
     client = await connect.raw(relay)
@@ -194,7 +194,7 @@ async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
     relay = start_on(
         private_redis,
         start_relay,
-        REDIS_TIMEOUT_MS="3000",
+        REDIS_TIMEOUT_SECONDS="3",
         BROKER_PUBLISH_QUEUE_LIMIT_BYTES="4096",
     )
     factory = await connect(relay, UserType.FACTORY)
@@ -289,7 +289,7 @@ async def make_broker() -> AsyncIterator[Callable[..., Broker]]:
         relay_settings = RelaySettings(
             jwt_secret=JWT_SECRET,
             redis_url=redis_url,
-            redis_timeout_ms=REDIS_TIMEOUT_MS,
+            redis_timeout_seconds=REDIS_TIMEOUT_SECONDS,
             broker_publish_max_age_ms=MAX_AGE_MS,
             _env_file=None,
             **settings,  # type: ignore[arg-type]
