@@ -57,7 +57,6 @@ UNREACHABLE = "unreachable"
 
 Queued = tuple[float, str, bytes, DropCallback | None]
 """A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
-Outgoing = tuple[str, bytes, DropCallback | None]
 
 
 class UnresponsiveError(Exception):
@@ -179,33 +178,34 @@ class RedisBroker(Broker):
                 if batch:
                     await self._publish_batch(batch)
 
-    def _next_batch(self) -> list[Outgoing]:
+    def _next_batch(self) -> list[Queued]:
         """Up to `PUBLISH_BATCH` messages to publish now; on the way, those that waited past
         the max age, or all while the broker is down, are dropped."""
         oldest_allowed = time.monotonic() - self._publish_max_age
         up = self._pubsub is not None
-        batch: list[Outgoing] = []
-        while self._outbox and len(batch) < PUBLISH_BATCH:
-            queued_at, channel, message, on_dropped = self._outbox.popleft()
-            self._queued_bytes -= len(message)
-            if queued_at < oldest_allowed:
-                self._drop(TOO_OLD, on_dropped)
+        outbox = self._outbox
+        batch: list[Queued] = []
+        while outbox and len(batch) < PUBLISH_BATCH:
+            queued = outbox.popleft()
+            self._queued_bytes -= len(queued[2])
+            if queued[0] < oldest_allowed:
+                self._drop(TOO_OLD, queued[3])
             elif not up:
-                self._drop(UNREACHABLE, on_dropped)
+                self._drop(UNREACHABLE, queued[3])
             else:
-                batch.append((channel, message, on_dropped))
+                batch.append(queued)
         return batch
 
-    async def _publish_batch(self, batch: list[Outgoing]) -> None:
+    async def _publish_batch(self, batch: list[Queued]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for channel, message, _ in batch:
+                    for _, channel, message, _ in batch:
                         pipe.publish(channel, message)
                     await pipe.execute()
         except Exception as error:  # the publisher outlives any one failed batch
             log.warning("broker_publish_failed", dropped=len(batch), error=_describe(error))
-            for _, _, on_dropped in batch:
+            for *_, on_dropped in batch:
                 self._drop(PUBLISH_FAILED, on_dropped, logged=True)
 
     def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
