@@ -1,8 +1,12 @@
 """One WebSocket connection: the protocol's state machine.
 
-    CONNECTED ──Identify──▶ IDENTIFYING ──audiences joined──▶ IDENTIFIED
+    CONNECTED ──Identify──▶ IDENTIFYING ──audiences joined──▶ IDENTIFIED ⟲ Refresh
         │                       │                                  │
         └───────────────────────┴──────── any close ──────────────┴──▶ CLOSING
+
+A session lives until its token's `exp` (4004 "token expired") unless op 7 brought a
+fresh token of the same user; the receive loop's one deadline covers the heartbeat, the
+identify timeout and the expiry, so this costs no timer per session.
 
 A session has one receiver (the connection's handler task, reading and validating
 frames) and an `Outbox` for everything it sends, so the hub's fan-out never waits on this
@@ -14,6 +18,7 @@ more is read, queued or relayed.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from contextlib import suppress
 from enum import Enum
@@ -37,6 +42,7 @@ from shared.protocol import (
     IdentifyData,
     Op,
     ProtocolError,
+    RefreshData,
     decode_frame,
     heartbeat_sequence,
     parse_data,
@@ -71,6 +77,24 @@ class SessionHost(Protocol):
 
 
 class Session:
+    __slots__ = (
+        "_bucket",
+        "_claims",
+        "_close_code",
+        "_closer",
+        "_ends_at",
+        "_held",
+        "_host",
+        "_outbox",
+        "_sender_stamp",
+        "_sequence",
+        "_settings",
+        "_ws",
+        "output_limit_bytes",
+        "session_id",
+        "state",
+    )
+
     def __init__(self, ws: RelayConnection, host: SessionHost) -> None:
         self.session_id = uuid.uuid4().hex
         self.state = State.CONNECTED
@@ -81,11 +105,20 @@ class Session:
         self._bucket = TokenBucket(
             self._settings.rate_limit_per_second, self._settings.rate_limit_burst
         )
-        self._outbox = Outbox(ws, self._settings.send_queue_limit, self._on_send_failure)
+        self.output_limit_bytes = self._settings.send_queue_limit_bytes
+        self._outbox = Outbox(
+            ws,
+            limit=self._settings.send_queue_limit,
+            limit_bytes=self.output_limit_bytes,
+            on_failure=self._on_send_failure,
+        )
         self._sequence = 0
         self._closer: asyncio.Task[None] | None = None
+        self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
-        self._held: list[bytes] = []
+        self._held: list[bytes] | None = None
+        self._ends_at = 0.0
+        """Loop time at which the session ends: the identify deadline, then token expiry."""
 
     @property
     def claims(self) -> TokenClaims | None:
@@ -113,6 +146,7 @@ class Session:
         """Serve the connection until it closes, whoever closes it."""
         structlog.contextvars.bind_contextvars(session=self.session_id)
         metrics.SOCKETS.inc()
+        self._ws.guard = self
         try:
             await self._ws.send_texts(
                 [frames.hello(self._settings.heartbeat_interval_ms, self.session_id)]
@@ -130,22 +164,26 @@ class Session:
             await self._finish()
 
     def dispatch(self, prefix: bytes, body: bytes) -> None:
-        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`."""
-        if self.closing:
-            return
-        self._sequence += 1
-        frame = frames.numbered(prefix, self._sequence, body)
-        if self.state is State.IDENTIFYING:
-            self._held.append(frame)
-        else:
-            self._send(frame)
+        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
+
+        The fan-out's hot path: one call per delivery, so the state is compared here
+        directly rather than through `closing` and `_send`."""
+        state = self.state
+        if state is State.IDENTIFIED:
+            self._sequence += 1
+            if not self._outbox.put(frames.numbered(prefix, self._sequence, body)):
+                self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+        elif state is State.IDENTIFYING and self._held is not None:
+            self._sequence += 1
+            self._held.append(frames.numbered(prefix, self._sequence, body))
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
         if self.closing:
             return
         self.state = State.CLOSING
-        self._held = []
+        self._close_code = code
+        self._held = None
         self._outbox.discard()
         self._logger().info("session_closing", code=int(code), reason=reason)
         self._closer = asyncio.create_task(self._close(code, reason))
@@ -162,21 +200,31 @@ class Session:
 
     async def _receive_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        identify_deadline = loop.time() + self._settings.identify_timeout_ms / 1000
+        self._ends_at = loop.time() + self._settings.identify_timeout_ms / 1000
         liveness = self._settings.liveness_timeout_seconds
         while not self.closing:
-            deadline = loop.time() + liveness
-            if self._claims is None:
-                deadline = min(deadline, identify_deadline)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(min(loop.time() + liveness, self._ends_at)):
                     raw = await self._ws.recv()
             except TimeoutError:
-                reason = "no heartbeat in time" if self._claims else "no identify in time"
-                raise ProtocolError(CloseCode.SESSION_TIMED_OUT, reason) from None
+                raise self._timed_out(loop.time()) from None
             if self.closing:
                 return
             await self._handle(raw)
+
+    def _timed_out(self, now: float) -> ProtocolError:
+        """Heartbeats keep a session alive; neither they nor anything else extend the
+        identify deadline or the token's expiry (only a refresh does)."""
+        if now < self._ends_at:
+            return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no heartbeat in time")
+        if self._claims is None:
+            return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no identify in time")
+        return ProtocolError(CloseCode.AUTHENTICATION_FAILED, "token expired")
+
+    def _end_with(self, claims: TokenClaims) -> None:
+        """From now on the session ends when this token expires."""
+        loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
+        self._ends_at = loop_now + max(0.0, claims.expires_at - wall_now)
 
     async def _handle(self, raw: str | bytes) -> None:
         if not isinstance(raw, str):
@@ -189,9 +237,13 @@ class Session:
             heartbeat_sequence(frame.d)
             self._send(frames.HEARTBEAT_ACK)
             metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
+        elif frame.op == Op.HEARTBEAT_ACK:
+            heartbeat_sequence(frame.d)
         elif frame.op == Op.IDENTIFY:
             await self._identify(frame)
-        elif frame.op != Op.HEARTBEAT_ACK:
+        elif frame.op == Op.REFRESH:
+            await self._refresh(frame)
+        else:
             self._relay_message(frame)
 
     async def _identify(self, frame: ClientFrame) -> None:
@@ -202,6 +254,7 @@ class Session:
         if self.closing:
             return
         self._claims = claims
+        self._end_with(claims)
         self._sender_stamp = {
             "id": claims.user_id,
             "username": claims.username,
@@ -211,6 +264,7 @@ class Session:
             user=claims.username, user_type=claims.user_type.value
         )
         self.state = State.IDENTIFYING
+        self._held = []
         self._sequence = 1
         await self._host.join(self, claims)
         if self.state is State.IDENTIFYING:
@@ -219,12 +273,31 @@ class Session:
 
     def _release_ready(self) -> None:
         """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         self.state = State.IDENTIFIED
+        self._ws.allow_messages_up_to(self._settings.max_message_bytes)
         self._send(frames.ready(self.session_id, self._sender_stamp))
         metrics.FRAMES_OUT[Op.EVENT].inc()
         for frame in held:
             self._send(frame)
+
+    async def _refresh(self, frame: ClientFrame) -> None:
+        """Op 7: a fresh token of the same user extends the session; REFRESHED answers."""
+        if self.state is not State.IDENTIFIED:
+            raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
+        token = parse_data(RefreshData, frame.d).token
+        claims = await self._host.authenticate(token)
+        current = self._claims
+        assert current is not None
+        if (claims.user_id, claims.user_type) != (current.user_id, current.user_type):
+            raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "the token is another user's")
+        if self.closing:
+            return
+        self._claims = claims
+        self._end_with(claims)
+        self._sequence += 1
+        self._send(frames.refreshed(self._sequence, int(claims.expires_at)))
+        metrics.FRAMES_OUT[Op.EVENT].inc()
 
     def _relay_message(self, frame: ClientFrame) -> None:
         if self.state is not State.IDENTIFIED:
@@ -250,11 +323,22 @@ class Session:
         if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
+    # -- the connection's guard: control frames and unsent output -------------------
+
+    def control_frame_received(self) -> None:
+        """A ping (answered by websockets itself) costs a token like any frame."""
+        if not self._bucket.take():
+            self.close_soon(CloseCode.RATE_LIMITED, "too many frames")
+
+    def output_overflowed(self, buffered_bytes: int) -> None:
+        self.close_soon(CloseCode.TOO_SLOW, "unsent output over its limit")
+
     def _on_send_failure(self, error: BaseException) -> None:
         self._logger().error("sender_failed", exc_info=error)
         self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error")
 
     async def _finish(self) -> None:
+        self._ws.guard = None
         self._outbox.discard()
         if self._closer is not None:
             await self._discard_until_closed()
@@ -272,7 +356,10 @@ class Session:
                 pass
 
     def _count_close(self) -> None:
-        """Count the closes the server started, its own codes and websockets' (1009) alike."""
+        """Count the closes the server started: its own codes (even when the close frame
+        could not reach a peer that stopped reading) and websockets' own (1009)."""
         protocol = self._ws.protocol
-        if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+        if self._close_code is not None:
+            metrics.CLOSES.labels(code=str(int(self._close_code))).inc()
+        elif protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
             metrics.CLOSES.labels(code=str(protocol.close_sent.code)).inc()
