@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from auth_service.api import auth, health, livekit, users
+from auth_service.api import auth, health, jwks, livekit, users
 from auth_service.core.config import AuthSettings
 from auth_service.services import open_services
 from shared.logging import get_logger
@@ -99,7 +99,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
     for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, dependency_unavailable)
     app.add_exception_handler(Exception, internal_error)
-    for module in (auth, users, livekit, health):
+    for module in (auth, users, livekit, jwks, health):
         app.include_router(module.router)
 
     @app.get("/console", include_in_schema=False)

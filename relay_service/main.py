@@ -120,6 +120,7 @@ class Relay:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Server]:
         """Connect the broker, listen, and on exit drain: every session gets 1012."""
+        await self.verifier.start()  # with JWKS_URL: the first fetch (retried in the background)
         await self.broker.connect()
         if self._revocations is not None:
             await self.broker.subscribe(self.channels.revocations)
@@ -155,6 +156,7 @@ class Relay:
         except TimeoutError:
             log.warning("drain_timed_out", remaining=len(self.hub))
         await self.broker.disconnect()
+        await self.verifier.aclose()
         if self._redis is not None:
             await self._redis.aclose()
         log.info("relay_stopped", closed_sessions=sessions)

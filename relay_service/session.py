@@ -173,7 +173,7 @@ class Session:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
         token = parse_data(IdentifyData, frame.d).token
         try:
-            claims = self._relay.verifier.verify(token)
+            claims = await self._relay.verifier.verify(token)
         except InvalidTokenError:
             raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "invalid token") from None
         if await self._relay.is_revoked(claims):
