@@ -81,8 +81,8 @@ class User:
 class Tokens:
     """Mints tokens as the auth service does, and spoilt ones."""
 
-    def __init__(self, secret: str = JWT_SECRET) -> None:
-        self._issuer = TokenIssuer(
+    def __init__(self, secret: str = JWT_SECRET, *, issuer: TokenIssuer | None = None) -> None:
+        self._issuer = issuer or TokenIssuer(
             algorithm="HS256",
             key=secret,
             issuer=JWT_ISSUER,
