@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from auth_service.api import auth, health, livekit, users
+from auth_service.api import auth, health, jwks, livekit, users
 from auth_service.api.console import mount_console
 from auth_service.core.config import AuthSettings
 from auth_service.services import open_services
@@ -95,7 +95,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
     for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, dependency_unavailable)
     app.add_exception_handler(Exception, internal_error)
-    for module in (auth, users, livekit, health):
+    for module in (auth, users, livekit, jwks, health):
         app.include_router(module.router)
     mount_console(app, settings)
     return app

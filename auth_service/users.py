@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.core.security import hash_password
 from auth_service.models import User
 from auth_service.schemas import UserCreate, UserUpdate
+from shared import revocation as shared_revocation
 from shared.identity import username_key
 
 
@@ -21,13 +21,15 @@ class UsernameTakenError(Exception):
     """Another user has this name (compared regardless of case)."""
 
 
-def revocation_cutoff() -> datetime:
-    """Now, rounded down to the millisecond like a token's `iat` (see shared.tokens).
+async def revocation_cutoff() -> datetime:
+    """The cutoff of a change made now, returned once it has come (under a second).
 
-    A token minted in the same millisecond as the change is kept: it was minted with the
-    new password, type or state, which is what a login right after a change expects.
+    Commit the change after this: tokens minted before it, even in the same second, are
+    revoked, and tokens minted with the change are not (see `shared.revocation`).
     """
-    return datetime.fromtimestamp(math.floor(time.time() * 1000) / 1000, UTC)
+    cutoff = shared_revocation.revocation_cutoff(time.time())
+    await shared_revocation.wait_for_cutoff(cutoff)
+    return datetime.fromtimestamp(cutoff, UTC)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -86,5 +88,5 @@ async def apply_update(user: User, changes: UserUpdate) -> datetime | None:
         revokes = True
     if not revokes:
         return None
-    user.tokens_revoked_before = revocation_cutoff()
+    user.tokens_revoked_before = await revocation_cutoff()
     return user.tokens_revoked_before

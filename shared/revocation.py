@@ -8,18 +8,25 @@ Keys, under the `REDIS_PREFIX` setting (default `factory-relay`), each expiring 
 tokens it concerns would have expired anyway:
 
 - `<prefix>:revoked:token:<jti>` — value `1`; set by `POST /auth/logout`.
-- `<prefix>:revoked:user:<user id>` — value: a float, seconds since the epoch;
-  every token of that user with `iat` before it is revoked (password, type or
-  `disabled` changed, or the user deleted).
+- `<prefix>:revoked:user:<user id>` — value: the cutoff, seconds since the epoch (a
+  whole second, written as a float); every token of that user with `iat` before it is
+  revoked (password, type or `disabled` changed, or the user deleted).
 
 Channel `<prefix>:revocations` carries one JSON object per revocation:
 `{"user_id": "<id>", "token_id": "<jti>" | null, "revoked_before": <float> | null}` —
 a `token_id` closes the sessions opened with that token, a `revoked_before` closes the
 user's sessions whose token was issued before it.
+
+Exact to the token with whole-second `iat`: a change at time t gets the cutoff
+`floor(t) + 1`, the next whole second, and is committed only once the clock has reached
+it (`wait_for_cutoff`, under a second). So every token minted before the change, even in
+the same second, has `iat` < cutoff and is revoked, and every token minted with the new
+password, type or state (which needs the commit) has `iat` ≥ cutoff and is accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +35,9 @@ import orjson
 from redis.asyncio import Redis
 
 from shared.tokens import TokenClaims
+
+WAKE_MARGIN_SECONDS = 0.005
+"""Added to the wait for the cutoff: an event loop may wake a timer a tick early."""
 
 
 def revoked_token_key(prefix: str, token_id: str) -> str:
@@ -43,8 +53,20 @@ def revocation_channel(prefix: str) -> str:
 
 
 def issued_before(claims: TokenClaims, cutoff: float | None) -> bool:
-    """Whether a user's revocation at `cutoff` covers this token (`iat` has milliseconds)."""
+    """Whether a user's revocation with this cutoff covers the token: the one rule."""
     return cutoff is not None and claims.issued_at < cutoff
+
+
+def revocation_cutoff(now: float) -> int:
+    """The cutoff of a change made at `now`: the next whole second (see the module docstring)."""
+    return math.floor(now) + 1
+
+
+async def wait_for_cutoff(cutoff: float) -> None:
+    """Return once the clock has reached `cutoff`; commit the change after this."""
+    delay = cutoff - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay + WAKE_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ async def update_user(
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_user(user: TargetUser, session: SessionDep, services: ServicesDep) -> Response:
     await session.delete(user)
-    await services.revocations.commit_user_revocation(session, user.id, users.revocation_cutoff())
+    await services.revocations.commit_user_revocation(
+        session, user.id, await users.revocation_cutoff()
+    )
     log.info("user deleted", user_id=str(user.id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

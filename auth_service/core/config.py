@@ -6,15 +6,15 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shared.identity import USERNAME_PATTERN
-from shared.keys import load_private_key
-from shared.settings import CommonSettings, key_file
+from shared.keys import VerificationKey, load_private_key, load_public_keys
+from shared.settings import CommaSeparated, CommonSettings, key_file, split_commas
 from shared.tokens import TokenIssuer, TokenVerifier
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
@@ -80,6 +80,7 @@ class AuthSettings(CommonSettings, DatabaseSettings):
 
     port: int = Field(default=8000, ge=1, le=65535)
     jwt_private_key_file: Path | None = None
+    jwt_previous_public_key_files: CommaSeparated = []
 
     livekit_url: str | None = Field(default=None, max_length=2048)
     livekit_api_key: str | None = Field(default=None, max_length=256)
@@ -109,6 +110,18 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("jwt_previous_public_key_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("jwt_previous_public_key_files")
+    @classmethod
+    def _previous_public_keys_load(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            key_file(Path(path), load_public_keys)
+        return paths
 
     @field_validator("livekit_url")
     @classmethod
@@ -165,13 +178,20 @@ class AuthSettings(CommonSettings, DatabaseSettings):
             ttl_seconds=self.access_token_ttl_seconds,
         )
 
+    def verification_keys(self) -> list[VerificationKey]:
+        """The signing key's own (first), then `JWT_PREVIOUS_SECRETS` or the previous keys."""
+        if self.jwt_algorithm == "HS256":
+            return [VerificationKey.hs256(secret) for secret in self.hs256_secrets()]
+        signing = self._signing_key()
+        assert isinstance(signing, Ed25519PrivateKey)
+        public = [signing.public_key()]
+        for path in self.jwt_previous_public_key_files:
+            public.extend(load_public_keys(Path(path)))
+        keys = {key.kid: key for key in map(VerificationKey.ed25519, public)}
+        return list(keys.values())
+
     def token_verifier(self) -> TokenVerifier:
-        """Verification key derived from the signing key (no public key file needed here)."""
-        key = self._signing_key()
-        public: str | Ed25519PublicKey = key if isinstance(key, str) else key.public_key()
+        """Keys from the signing key and the previous ones (no public key file needed here)."""
         return TokenVerifier(
-            algorithm=self.jwt_algorithm,
-            key=public,
-            issuer=self.jwt_issuer,
-            audience=self.jwt_audience,
+            keys=self.verification_keys(), issuer=self.jwt_issuer, audience=self.jwt_audience
         )

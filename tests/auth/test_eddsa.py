@@ -51,7 +51,7 @@ async def test_eddsa_login_verifies_with_only_the_public_key(
     relay = CommonSettings(
         _env_file=None, jwt_algorithm="EdDSA", jwt_secret=None, jwt_public_key_file=key_pair[1]
     )
-    claims = TokenVerifier.from_settings(relay).verify(token)
+    claims = await TokenVerifier.from_settings(relay).verify(token)
     assert (claims.user_id, claims.username) == (str(user.id), user.username)
 
 
