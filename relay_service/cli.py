@@ -7,7 +7,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from relay_service.config import RelaySettings
-from relay_service.main import serve_until_stopped
+from relay_service.server import serve_until_stopped
 from shared.cli import bind_listener, command_parser, fail, listen_error
 from shared.logging import configure_logging
 from shared.settings import load_settings
