@@ -318,9 +318,15 @@ class RelayClient:
             await asyncio.sleep(delay)
             try:
                 token = await self._token_provider()
+            except LoginRefusedError as error:  # no retry: the reconnect at exp will stop
+                log.warning("relay_refresh_refused", error=str(error))
+                return
             except Exception as error:  # the auth service is down, say: try again soon
                 log.warning("relay_refresh_failed", error=repr(error))
-                await asyncio.sleep(REFRESH_RETRY_SECONDS)
+                retry_after = 0.0
+                if isinstance(error, LoginUnavailableError) and error.retry_after is not None:
+                    retry_after = error.retry_after
+                await asyncio.sleep(max(REFRESH_RETRY_SECONDS, retry_after))
                 continue
             self._token = token
             self._refreshed.clear()
