@@ -79,15 +79,18 @@ class RevocationSync:
         self._failing = False
 
     async def tell_relays(
-        self, event: RevocationEvent, write: Callable[[], Awaitable[None]], last: LastWrite
+        self,
+        event: RevocationEvent,
+        write: Callable[[], Awaitable[None]],
+        last: LastWrite,
+        *,
+        username: str,
     ) -> None:
         """Write the relays' copy of a committed revocation, or leave it to the repair."""
         try:
             await write()
         except BACKING_SERVICE_ERRORS as error:
-            log.warning(
-                "revocation_copy_deferred", user_id=event.user_id, error=type(error).__name__
-            )
+            log.warning("revocation_copy_deferred", user=username, error=type(error).__name__)
             self._pending.append(event)
             self._repair_needed = True
             return
@@ -191,6 +194,7 @@ class Revocations:
                 RevocationEvent(user_id=claims.user_id, token_id=claims.token_id),
                 lambda: sync.redis.revoke_token(claims),
                 TokenRevocation(claims.token_id, ttl),
+                username=claims.username,
             )
 
     async def delete_user(self, session: AsyncSession, user: User, cutoff: datetime) -> None:
@@ -199,21 +203,23 @@ class Revocations:
         await session.execute(delete(DeletedUser).where(DeletedUser.deleted_at < forgotten))
         await session.delete(user)
         session.add(DeletedUser(id=user.id, deleted_at=cutoff))
-        await self.commit_user_revocation(session, user.id, cutoff)
+        await self.commit_user_revocation(session, user, cutoff)
 
     async def commit_user_revocation(
-        self, session: AsyncSession, user_id: uuid.UUID, cutoff: datetime | None
+        self, session: AsyncSession, user: User, cutoff: datetime | None
     ) -> None:
         """Commit a user change; with a cutoff, then tell the relays."""
+        user_id, username = str(user.id), user.username
         await session.commit()
         if cutoff is None or self.sync is None:
             return
         sync = self.sync
         revoked_before = cutoff.timestamp()
         await sync.tell_relays(
-            RevocationEvent(user_id=str(user_id), revoked_before=revoked_before),
-            lambda: sync.redis.revoke_user(str(user_id), revoked_before),
-            UserCutoff(str(user_id), revoked_before, self._token_ttl),
+            RevocationEvent(user_id=user_id, revoked_before=revoked_before),
+            lambda: sync.redis.revoke_user(user_id, revoked_before),
+            UserCutoff(user_id, revoked_before, self._token_ttl),
+            username=username,
         )
 
     @staticmethod

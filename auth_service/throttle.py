@@ -30,6 +30,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from shared.identity import username_key
+
 MEMORY_SWEEP_THRESHOLD = 10_000
 """In-process counters kept before expired ones are swept out."""
 KEY_USERNAME_LENGTH = 64
@@ -206,7 +208,7 @@ class LoginThrottle:
     limits: ThrottleLimits
 
     def _counters(self, username: str, address: str) -> Attempt:
-        name = username.lower()[:KEY_USERNAME_LENGTH]
+        name = username_key(username[:KEY_USERNAME_LENGTH])
         limits = self.limits
         failures = limits.failure_window_seconds
         successes = limits.success_window_seconds

@@ -7,6 +7,11 @@ from enum import StrEnum
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]{3,64}$"
 
 
+def username_key(username: str) -> str:
+    """The case-insensitive form of a username: names are unique and matched by it."""
+    return username.lower()
+
+
 class UserType(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
@@ -17,8 +22,3 @@ class UserType(StrEnum):
     def is_controller(self) -> bool:
         """Admins can do all an operator can: send commands and events to factories."""
         return self in (UserType.ADMIN, UserType.OPERATOR)
-
-    @property
-    def is_observer(self) -> bool:
-        """Admins, operators and viewers receive what factories report."""
-        return self is not UserType.FACTORY

@@ -68,7 +68,7 @@ async def update_user(
     leaves = changes.disabled is True or changes.type not in (None, UserType.ADMIN)
     await keep_an_active_admin(session, user, leaves=leaves)
     cutoff = await users.apply_update(user, changes)
-    await services.revocations.commit_user_revocation(session, user.id, cutoff)
+    await services.revocations.commit_user_revocation(session, user, cutoff)
     log.info(
         "user_updated",
         user=user.username,

@@ -19,8 +19,7 @@ from auth_service.core.config import AuthSettings
 from auth_service.core.db import run_migrations
 from auth_service.main import create_app
 from auth_service.models import User
-from auth_service.users import username_key
-from shared.identity import UserType
+from shared.identity import UserType, username_key
 from tests.auth.conftest import (
     PASSWORD,
     Account,

@@ -15,8 +15,7 @@ from auth_service.core.db import create_engine, session_factory
 from auth_service.core.signing import token_issuer
 from auth_service.main import create_app
 from auth_service.models import User
-from auth_service.users import username_key
-from shared.identity import UserType
+from shared.identity import UserType, username_key
 from tests.auth.conftest import make_settings
 
 
