@@ -109,7 +109,11 @@ def _revocation_sync(
         redis=RedisRevocations(
             redis, prefix=settings.redis_prefix, token_ttl_seconds=settings.access_token_ttl_seconds
         ),
-        copy=RevocationCopy(redis, prefix=settings.redis_prefix),
+        copy=RevocationCopy(
+            redis,
+            prefix=settings.redis_prefix,
+            marker_ttl_seconds=settings.access_token_ttl_seconds,
+        ),
         sessions=sessions,
         token_ttl_seconds=settings.access_token_ttl_seconds,
         interval_seconds=settings.revocation_sync_interval_seconds,

@@ -115,7 +115,8 @@ class RedisRevocations:
 #
 # `<prefix>:revocations:restored` marks a Redis that holds the copy; its absence (a Redis
 # restarted without data, FLUSHALL, a failover to an empty replica) tells the auth
-# service to write every revocation still in force again.
+# service to write every revocation still in force again. It expires after a token
+# lifetime, so the copy is also rewritten once per token lifetime whatever happened.
 
 RESTORE_BATCH = 500
 """Keys written per round trip when restoring."""
@@ -155,10 +156,11 @@ class TokenRevocation:
 class RevocationCopy:
     """The auth service's side of the relays' copy: restoring it and noticing its loss."""
 
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Redis, *, prefix: str, marker_ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._channel = revocation_channel(prefix)
+        self._marker_ttl_seconds = marker_ttl_seconds
         self._restore_users = redis.register_script(_RESTORE_USERS)
 
     async def is_missing(self, last_write: UserCutoff | TokenRevocation | None) -> bool:
@@ -196,7 +198,8 @@ class RevocationCopy:
                         revoked_token_key(self._prefix, token.token_id), 1, ex=token.ttl_seconds
                     )
                 await pipe.execute()
-        await self._redis.set(restored_marker_key(self._prefix), repr(time.time()))
+        marker = restored_marker_key(self._prefix)
+        await self._redis.set(marker, repr(time.time()), ex=self._marker_ttl_seconds)
 
     async def publish(self, events: list[RevocationEvent]) -> None:
         """Tell live relays about revocations they missed (their events could not be sent)."""
