@@ -29,8 +29,6 @@ log = get_logger(__name__)
 BEARER_CHALLENGE = "Bearer"
 BASIC_CHALLENGE = 'Basic realm="factory-relay"'
 USERNAME_RE = re.compile(USERNAME_PATTERN, re.ASCII)
-
-
 NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 """RFC 6749 section 5.1: a response carrying a token is never cached."""
 
