@@ -7,11 +7,6 @@ from enum import StrEnum
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]{3,64}$"
 
 
-def username_key(username: str) -> str:
-    """The case-insensitive form of a username: names are unique and matched by it."""
-    return username.lower()
-
-
 class UserType(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
@@ -22,3 +17,8 @@ class UserType(StrEnum):
     def is_controller(self) -> bool:
         """Admins can do all an operator can: send commands and events to factories."""
         return self in (UserType.ADMIN, UserType.OPERATOR)
+
+
+def username_key(username: str) -> str:
+    """The case-insensitive key of a username: names are unique regardless of case."""
+    return username.lower()

@@ -2,7 +2,7 @@
 
 Whatever a client sends, the relay's decoding path raises nothing but `ProtocolError`,
 and the close code names the cause: 4002 for a frame of the wrong shape, 4001 for an
-integer op outside 1-6, 4010 for an op or event name the user type may not send.
+integer op outside 1-7, 4010 for an op or event name the user type may not send.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay_service.channels import Channels, unpack
+from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
-from relay_service.main import Relay
+from relay_service.frames import unpack
+from relay_service.relay import Relay
 from relay_service.session import Session
 from shared.identity import USERNAME_PATTERN, UserType
 from shared.protocol import (
@@ -76,7 +77,7 @@ def decode_path(raw: str | bytes) -> None:
     frame = decode_frame(raw)
     if frame.op == Op.HEARTBEAT:
         heartbeat_sequence(frame.d)
-    elif frame.op == Op.IDENTIFY:
+    elif frame.op in (Op.IDENTIFY, Op.REFRESH):
         parse_data(IdentifyData, frame.d)
     elif frame.op == Op.STATUS:
         parse_data(StatusData, frame.d)
@@ -134,10 +135,10 @@ def test_valid_json_that_is_not_an_object_is_4002(value: Any) -> None:
 
 @PROPERTIES
 @given(
-    st.integers(min_value=-(2**70), max_value=2**70).filter(lambda op: not 1 <= op <= 6),
+    st.integers(min_value=-(2**70), max_value=2**70).filter(lambda op: not 1 <= op <= 7),
     json_values,
 )
-def test_an_object_with_an_integer_op_outside_1_to_6_is_4001(op: int, d: Any) -> None:
+def test_an_object_with_an_integer_op_outside_1_to_7_is_4001(op: int, d: Any) -> None:
     assert close_code_of(json.dumps({"op": op, "d": d})) == CloseCode.UNKNOWN_OPCODE
 
 
@@ -235,6 +236,10 @@ class SilentConnection:
     """Stands in for the socket: what the session writes is dropped, closing does nothing."""
 
     close_timeout = 1.0
+    guard: object = None
+
+    def allow_messages_up_to(self, max_bytes: int) -> None:
+        return None
 
     async def send_texts(self, frames: list[bytes]) -> None:
         return None
@@ -270,7 +275,8 @@ def test_routing_follows_the_delivery_table_and_stamps_every_message(
     assert code is None
     [(channel, message)] = relay.published
     assert channel == expected
-    op, ts_ms, body = unpack(message)
+    dispatch = unpack(message)
+    op, ts_ms, body = dispatch.op, dispatch.ts_ms, dispatch.body
     assert op == frame["op"]
     delivered = orjson.loads(b"{" + body)
     assert delivered.get("t") == frame.get("t")
