@@ -96,6 +96,11 @@ class RevocationSync:
             return
         self._last_write = (last, time.monotonic() + last.ttl_seconds)
 
+    @property
+    def has_pending_events(self) -> bool:
+        """Revocations whose copy could not be written yet."""
+        return bool(self._pending)
+
     def _remembered_write(self) -> LastWrite | None:
         if self._last_write is None or self._last_write[1] <= time.monotonic():
             return None

@@ -100,7 +100,7 @@ def redis_client(settings: AuthSettings) -> Redis | None:
     )
 
 
-def _revocation_sync(
+def revocation_sync(
     settings: AuthSettings, redis: Redis | None, sessions: async_sessionmaker[AsyncSession]
 ) -> RevocationSync | None:
     if redis is None:
@@ -151,7 +151,7 @@ async def open_services(settings: AuthSettings) -> AsyncIterator[Services]:
         store: CounterStore = (
             RedisCounterStore(redis, settings.redis_prefix) if redis else MemoryCounterStore()
         )
-        sync = _revocation_sync(settings, redis, sessions)
+        sync = revocation_sync(settings, redis, sessions)
         await security.warm_up()
         await ensure_first_admin(settings, sessions)
         if sync is not None:

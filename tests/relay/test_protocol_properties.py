@@ -16,6 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relay_service.broker import DropCallback
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
@@ -177,7 +178,7 @@ class RecordingRelay(Relay):
         super().__init__(RelaySettings(jwt_secret=JWT_SECRET, redis_url=None, _env_file=None))
         self.published: list[tuple[str, bytes]] = []
 
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         self.published.append((channel, message))
 
 
