@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 
 from auth_service.api import auth, health, jwks, livekit, users
 from auth_service.api.console import mount_console
+from auth_service.api.errors import validation_error
 from auth_service.core.config import AuthSettings
 from auth_service.services import open_services
 from shared.logging import get_logger
@@ -55,16 +57,16 @@ class JSONCORSMiddleware(CORSMiddleware):
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisError,
     OSError,
 )
-"""What a request meets when PostgreSQL or Redis is down: the client should retry later."""
+"""What a request meets when PostgreSQL or Redis is down, hung or (Redis) full: the client
+should retry later. Any Redis error counts, so a full Redis (`OOM …`) fails closed too."""
 RETRY_AFTER_SECONDS = 5
 
 
 async def dependency_unavailable(request: Request, error: Exception) -> JSONResponse:
-    log.warning("backing service unavailable", path=request.url.path, error=repr(error))
+    log.warning("backing_service_unavailable", path=request.url.path, error=type(error).__name__)
     return JSONResponse(
         {"detail": "service temporarily unavailable, try again later"},
         status_code=503,
@@ -74,7 +76,7 @@ async def dependency_unavailable(request: Request, error: Exception) -> JSONResp
 
 async def internal_error(request: Request, error: Exception) -> JSONResponse:
     """Log the failure server-side; the client only learns that it happened."""
-    log.error("unhandled error", path=request.url.path, exc_info=error)
+    log.error("unhandled_error", path=request.url.path, exc_info=error)
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
@@ -94,6 +96,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
     for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, dependency_unavailable)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
     for module in (auth, users, livekit, jwks, health):
         app.include_router(module.router)

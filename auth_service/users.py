@@ -14,7 +14,7 @@ from auth_service.core.security import hash_password
 from auth_service.models import User
 from auth_service.schemas import UserCreate, UserUpdate
 from shared import revocation as shared_revocation
-from shared.identity import username_key
+from shared.identity import UserType, username_key
 
 
 class UsernameTakenError(Exception):
@@ -51,6 +51,15 @@ async def count_users(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(User)) or 0
 
 
+async def count_active_admins(session: AsyncSession, *, lock: bool = False) -> int:
+    """Enabled admins; with `lock`, their rows stay locked until the transaction ends
+    (PostgreSQL; SQLite serializes writers anyway)."""
+    statement = select(User.id).where(User.type == UserType.ADMIN, User.disabled.is_(False))
+    if lock:
+        statement = statement.with_for_update()
+    return len((await session.scalars(statement)).all())
+
+
 async def create_user(session: AsyncSession, data: UserCreate) -> User:
     """Insert and commit a user; `UsernameTakenError` if the name is taken in any case."""
     if await get_user_by_name(session, data.username) is not None:
@@ -68,6 +77,12 @@ async def create_user(session: AsyncSession, data: UserCreate) -> User:
         await session.rollback()
         raise UsernameTakenError(data.username) from None
     return user
+
+
+async def replace_password_hash(session: AsyncSession, user: User, new_hash: str) -> None:
+    """The same password under the current hashing parameters: revokes nothing. Commits."""
+    user.password_hash = new_hash
+    await session.commit()
 
 
 async def apply_update(user: User, changes: UserUpdate) -> datetime | None:
