@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import redis.exceptions
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.datastructures import Headers
@@ -16,12 +14,11 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from auth_service import pages
 from auth_service.api import auth, health, livekit, users
 from auth_service.core.config import AuthSettings
+from auth_service.errors import add_error_handlers, error_detail
 from auth_service.services import open_services
-from shared.logging import get_logger
-
-log = get_logger(__name__)
 
 CONSOLE_DIRECTORY = Path(__file__).parent / "console"
 """The operator console: static files, served at `/console/`."""
@@ -50,36 +47,10 @@ class JSONCORSMiddleware(CORSMiddleware):
             if key not in ("content-length", "content-type")
         }
         return JSONResponse(
-            {"detail": bytes(response.body).decode()},
+            {"detail": error_detail(bytes(response.body).decode())},
             status_code=response.status_code,
             headers=headers,
         )
-
-
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
-"""What a request meets when PostgreSQL or Redis is down: the client should retry later."""
-RETRY_AFTER_SECONDS = 5
-
-
-async def dependency_unavailable(request: Request, error: Exception) -> JSONResponse:
-    log.warning("backing service unavailable", path=request.url.path, error=repr(error))
-    return JSONResponse(
-        {"detail": "service temporarily unavailable, try again later"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
-async def internal_error(request: Request, error: Exception) -> JSONResponse:
-    """Log the failure server-side; the client only learns that it happened."""
-    log.error("unhandled error", path=request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def create_app(settings: AuthSettings) -> FastAPI:
@@ -94,13 +65,14 @@ def create_app(settings: AuthSettings) -> FastAPI:
         version="0.1.0",
         summary="Users, JWT login, LiveKit tokens and user administration.",
         lifespan=lifespan,
+        docs_url=None,  # `pages` serves them from the project's own assets, not a CDN
+        redoc_url=None,
     )
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
-    for unavailable in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(unavailable, dependency_unavailable)
-    app.add_exception_handler(Exception, internal_error)
+    add_error_handlers(app)
     for module in (auth, users, livekit, health):
         app.include_router(module.router)
+    pages.add_pages(app)
 
     @app.get("/console", include_in_schema=False)
     async def console_redirect(request: Request) -> RedirectResponse:
