@@ -16,6 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from relay_service.connection import RelayConnection
 from relay_service.relay import Relay
 
 WEBSOCKET_PATH = "/ws"
@@ -29,7 +30,9 @@ def http_router(relay: Relay) -> HttpRouter:
     def route_http(connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
         if path == WEBSOCKET_PATH:
-            return None
+            assert isinstance(connection, RelayConnection)
+            refusal = relay.admission.admit(connection, request)
+            return None if refusal is None else _json(connection, refusal.status, refusal.detail)
         if path == "/healthz":
             return _json(connection, http.HTTPStatus.OK, {"status": "ok"})
         if path == "/readyz":
@@ -39,7 +42,7 @@ def http_router(relay: Relay) -> HttpRouter:
             response.body = generate_latest()
             _set_content_type(response.headers, CONTENT_TYPE_LATEST)
             return response
-        return _json(connection, http.HTTPStatus.NOT_FOUND, {"detail": "not found"})
+        return _json(connection, http.HTTPStatus.NOT_FOUND, "not found")
 
     return route_http
 
@@ -47,15 +50,16 @@ def http_router(relay: Relay) -> HttpRouter:
 def _readiness(connection: ServerConnection, relay: Relay) -> Response:
     unavailable = http.HTTPStatus.SERVICE_UNAVAILABLE
     if relay.draining:
-        return _json(connection, unavailable, {"detail": "shutting down"})
+        return _json(connection, unavailable, "shutting down")
     if not relay.broker.ready:
-        return _json(connection, unavailable, {"detail": "broker unreachable"})
+        return _json(connection, unavailable, "broker unreachable")
     return _json(connection, http.HTTPStatus.OK, {"status": "ready"})
 
 
 def _json(connection: ServerConnection, status: http.HTTPStatus, body: object) -> Response:
+    """A JSON response; a bare string is an error's `{"detail": …}`."""
     response = connection.respond(status, "")
-    response.body = orjson.dumps(body)
+    response.body = orjson.dumps({"detail": body} if isinstance(body, str) else body)
     _set_content_type(response.headers, "application/json")
     return response
 

@@ -35,6 +35,7 @@ class Hub:
         self._channels = channels
         self._audiences: dict[str, set[Listener]] = {}
         self._sessions: set[Listener] = set()
+        self._per_user: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -43,9 +44,13 @@ class Hub:
         """A copy: closing a session while iterating changes the registry."""
         return list(self._sessions)
 
+    def sessions_of(self, user_id: str) -> int:
+        return self._per_user.get(user_id, 0)
+
     def add(self, session: Listener, claims: TokenClaims) -> list[str]:
         """Register an identified session; returns the channels it is the first to need."""
         self._sessions.add(session)
+        self._per_user[claims.user_id] = self.sessions_of(claims.user_id) + 1
         first = []
         for channel in self._channels.audience_of(claims.user_type, claims.username):
             listeners = self._audiences.setdefault(channel, set())
@@ -54,9 +59,17 @@ class Hub:
             listeners.add(session)
         return first
 
-    def remove(self, session: Listener, claims: TokenClaims) -> list[str]:
-        """Forget a session; returns the channels nobody on this replica needs any more."""
-        self._sessions.discard(session)
+    def remove(self, session: Listener, claims: TokenClaims) -> list[str] | None:
+        """Forget a session; returns the channels nobody on this replica needs any more,
+        or None when the session was not registered (refused at `add`'s caller)."""
+        if session not in self._sessions:
+            return None
+        self._sessions.remove(session)
+        remaining = self._per_user[claims.user_id] - 1
+        if remaining:
+            self._per_user[claims.user_id] = remaining
+        else:
+            del self._per_user[claims.user_id]
         last = []
         for channel in self._channels.audience_of(claims.user_type, claims.username):
             listeners = self._audiences.get(channel)

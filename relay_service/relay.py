@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from relay_service import metrics
+from relay_service.admission import Admission, connection_cap
 from relay_service.broker import MessageHandler, broker_for
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
@@ -50,6 +51,11 @@ class Relay:
         if self.revocations.enabled:
             self._control[self.channels.revocations] = self.revocations.on_event
         self.broker = broker_for(settings, self._redis, self._on_broker_message)
+        self.admission = Admission(
+            per_address=settings.max_connections_per_address,
+            total=connection_cap(settings.max_connections),
+            trusted_proxies=settings.trusted_proxies,
+        )
         self.draining = False
 
     async def start(self) -> None:
@@ -78,13 +84,19 @@ class Relay:
         return claims
 
     async def join(self, session: Session, claims: TokenClaims) -> None:
-        for channel in self.hub.add(session, claims):
-            await self.broker.subscribe(channel)
+        if self.hub.sessions_of(claims.user_id) >= self.settings.max_sessions_per_user:
+            raise ProtocolError(CloseCode.TOO_MANY_SESSIONS, "too many sessions for this user")
+        needed = self.hub.add(session, claims)
         metrics.CONNECTIONS.labels(type=claims.user_type.value).inc()
+        for channel in needed:
+            await self.broker.subscribe(channel)
 
     async def leave(self, session: Session, claims: TokenClaims) -> None:
+        unneeded = self.hub.remove(session, claims)
+        if unneeded is None:
+            return
         metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
-        for channel in self.hub.remove(session, claims):
+        for channel in unneeded:
             await self.broker.unsubscribe(channel)
 
     def publish(self, channel: str, message: bytes) -> None:

@@ -25,6 +25,9 @@ from shared.protocol import CloseCode
 
 log = get_logger(__name__)
 
+CLOSE_TIMEOUT_SECONDS = 2.0
+"""How long a closing handshake may take before the peer is dropped."""
+
 
 async def serve_until_stopped(settings: RelaySettings) -> None:
     """Run the relay until SIGTERM or SIGINT, then drain and return."""
@@ -51,7 +54,12 @@ async def running(relay: Relay) -> AsyncIterator[Server]:
     except BaseException:
         await relay.stop()  # the port is taken, say: nothing may keep the loop alive
         raise
-    log.info("relay_listening", host=settings.host, port=settings.port)
+    log.info(
+        "relay_listening",
+        host=settings.host,
+        port=settings.port,
+        max_connections=relay.admission.total,
+    )
     try:
         yield server
     finally:
@@ -66,26 +74,44 @@ async def _listen(relay: Relay, handle: Callable[[ServerConnection], Awaitable[N
         settings.port,
         process_request=http_router(relay),
         origins=[*map(Origin, settings.cors_origins), None],
-        max_size=settings.max_message_bytes,
+        max_size=settings.pre_identify_max_bytes,  # raised for each session at READY
+        backlog=settings.listen_backlog,
         compression=None,
         ping_interval=None,
-        close_timeout=2,
+        close_timeout=CLOSE_TIMEOUT_SECONDS,
         server_header=None,
         create_connection=RelayConnection,
     )
 
 
 async def _drain(relay: Relay, server: Server) -> None:
+    """1012 to every connection; a peer that does not complete the close in
+    `CLOSE_TIMEOUT_SECONDS` (it stopped reading, say) is dropped, so the drain ends when
+    the sessions have closed or been dropped, within `SHUTDOWN_TIMEOUT_SECONDS`."""
     relay.draining = True
     sessions = len(relay.hub)
     log.info("relay_draining", sessions=sessions)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + relay.settings.shutdown_timeout_seconds
     server.close(
         close_connections=True, code=CloseCode.SERVICE_RESTART, reason="replica shutting down"
     )
-    try:
-        async with asyncio.timeout(relay.settings.shutdown_timeout_seconds):
-            await server.wait_closed()
-    except TimeoutError:
-        log.warning("drain_timed_out", remaining=len(relay.hub))
+    if not await _closed_by(server, min(deadline, loop.time() + CLOSE_TIMEOUT_SECONDS + 0.5)):
+        dropped = relay.admission.connections()
+        for connection in dropped:
+            connection.transport.abort()
+        log.info("drain_dropped_unresponsive", connections=len(dropped))
+        if not await _closed_by(server, deadline):
+            log.warning("drain_timed_out", remaining=len(relay.hub))
     await relay.stop()
     log.info("relay_stopped", closed_sessions=sessions)
+
+
+async def _closed_by(server: Server, deadline: float) -> bool:
+    """Whether every connection's handler has finished by `deadline` (loop time)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await server.wait_closed()
+    except TimeoutError:
+        return False
+    return True

@@ -81,9 +81,16 @@ class Session:
         self._bucket = TokenBucket(
             self._settings.rate_limit_per_second, self._settings.rate_limit_burst
         )
-        self._outbox = Outbox(ws, self._settings.send_queue_limit, self._on_send_failure)
+        self.output_limit_bytes = self._settings.send_queue_limit_bytes
+        self._outbox = Outbox(
+            ws,
+            limit=self._settings.send_queue_limit,
+            limit_bytes=self.output_limit_bytes,
+            on_failure=self._on_send_failure,
+        )
         self._sequence = 0
         self._closer: asyncio.Task[None] | None = None
+        self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
         self._held: list[bytes] = []
 
@@ -113,6 +120,7 @@ class Session:
         """Serve the connection until it closes, whoever closes it."""
         structlog.contextvars.bind_contextvars(session=self.session_id)
         metrics.SOCKETS.inc()
+        self._ws.guard = self
         try:
             await self._ws.send_texts(
                 [frames.hello(self._settings.heartbeat_interval_ms, self.session_id)]
@@ -145,6 +153,7 @@ class Session:
         if self.closing:
             return
         self.state = State.CLOSING
+        self._close_code = code
         self._held = []
         self._outbox.discard()
         self._logger().info("session_closing", code=int(code), reason=reason)
@@ -189,9 +198,11 @@ class Session:
             heartbeat_sequence(frame.d)
             self._send(frames.HEARTBEAT_ACK)
             metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
+        elif frame.op == Op.HEARTBEAT_ACK:
+            heartbeat_sequence(frame.d)
         elif frame.op == Op.IDENTIFY:
             await self._identify(frame)
-        elif frame.op != Op.HEARTBEAT_ACK:
+        else:
             self._relay_message(frame)
 
     async def _identify(self, frame: ClientFrame) -> None:
@@ -221,6 +232,7 @@ class Session:
         """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
         held, self._held = self._held, []
         self.state = State.IDENTIFIED
+        self._ws.allow_messages_up_to(self._settings.max_message_bytes)
         self._send(frames.ready(self.session_id, self._sender_stamp))
         metrics.FRAMES_OUT[Op.EVENT].inc()
         for frame in held:
@@ -250,11 +262,22 @@ class Session:
         if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
+    # -- the connection's guard: control frames and unsent output -------------------
+
+    def control_frame_received(self) -> None:
+        """A ping (answered by websockets itself) costs a token like any frame."""
+        if not self._bucket.take():
+            self.close_soon(CloseCode.RATE_LIMITED, "too many frames")
+
+    def output_overflowed(self, buffered_bytes: int) -> None:
+        self.close_soon(CloseCode.TOO_SLOW, "unsent output over its limit")
+
     def _on_send_failure(self, error: BaseException) -> None:
         self._logger().error("sender_failed", exc_info=error)
         self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error")
 
     async def _finish(self) -> None:
+        self._ws.guard = None
         self._outbox.discard()
         if self._closer is not None:
             await self._discard_until_closed()
@@ -272,7 +295,10 @@ class Session:
                 pass
 
     def _count_close(self) -> None:
-        """Count the closes the server started, its own codes and websockets' (1009) alike."""
+        """Count the closes the server started: its own codes (even when the close frame
+        could not reach a peer that stopped reading) and websockets' own (1009)."""
         protocol = self._ws.protocol
-        if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+        if self._close_code is not None:
+            metrics.CLOSES.labels(code=str(int(self._close_code))).inc()
+        elif protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
             metrics.CLOSES.labels(code=str(protocol.close_sent.code)).inc()

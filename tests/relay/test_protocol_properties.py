@@ -236,6 +236,10 @@ class SilentConnection:
     """Stands in for the socket: what the session writes is dropped, closing does nothing."""
 
     close_timeout = 1.0
+    guard: object = None
+
+    def allow_messages_up_to(self, max_bytes: int) -> None:
+        return None
 
     async def send_texts(self, frames: list[bytes]) -> None:
         return None
