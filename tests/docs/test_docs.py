@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.protocol import CloseCode, Op
+from shared.protocol import RESERVED_EVENT_NAMES, CloseCode, Op
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_DOCS = sorted(
@@ -58,3 +58,8 @@ def test_protocol_md_documents_every_opcode_and_no_other() -> None:
 
 def test_protocol_md_documents_every_close_code_and_no_other() -> None:
     assert first_column("### 2.8 Closing") == {int(code) for code in CloseCode}
+
+
+def test_protocol_md_names_every_reserved_event_name_and_no_other() -> None:
+    sentence = PROTOCOL.split("An event's name `t`", 1)[1].split("reserved for the", 1)[0]
+    assert set(re.findall(r"`([A-Z_]+)`", sentence)) == RESERVED_EVENT_NAMES
