@@ -71,6 +71,23 @@ class SessionHost(Protocol):
 
 
 class Session:
+    __slots__ = (
+        "_bucket",
+        "_claims",
+        "_close_code",
+        "_closer",
+        "_held",
+        "_host",
+        "_outbox",
+        "_sender_stamp",
+        "_sequence",
+        "_settings",
+        "_ws",
+        "output_limit_bytes",
+        "session_id",
+        "state",
+    )
+
     def __init__(self, ws: RelayConnection, host: SessionHost) -> None:
         self.session_id = uuid.uuid4().hex
         self.state = State.CONNECTED
@@ -92,7 +109,7 @@ class Session:
         self._closer: asyncio.Task[None] | None = None
         self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
-        self._held: list[bytes] = []
+        self._held: list[bytes] | None = None
 
     @property
     def claims(self) -> TokenClaims | None:
@@ -138,15 +155,18 @@ class Session:
             await self._finish()
 
     def dispatch(self, prefix: bytes, body: bytes) -> None:
-        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`."""
-        if self.closing:
-            return
-        self._sequence += 1
-        frame = frames.numbered(prefix, self._sequence, body)
-        if self.state is State.IDENTIFYING:
-            self._held.append(frame)
-        else:
-            self._send(frame)
+        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
+
+        The fan-out's hot path: one call per delivery, so the state is compared here
+        directly rather than through `closing` and `_send`."""
+        state = self.state
+        if state is State.IDENTIFIED:
+            self._sequence += 1
+            if not self._outbox.put(frames.numbered(prefix, self._sequence, body)):
+                self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+        elif state is State.IDENTIFYING and self._held is not None:
+            self._sequence += 1
+            self._held.append(frames.numbered(prefix, self._sequence, body))
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -154,7 +174,7 @@ class Session:
             return
         self.state = State.CLOSING
         self._close_code = code
-        self._held = []
+        self._held = None
         self._outbox.discard()
         self._logger().info("session_closing", code=int(code), reason=reason)
         self._closer = asyncio.create_task(self._close(code, reason))
@@ -222,6 +242,7 @@ class Session:
             user=claims.username, user_type=claims.user_type.value
         )
         self.state = State.IDENTIFYING
+        self._held = []
         self._sequence = 1
         await self._host.join(self, claims)
         if self.state is State.IDENTIFYING:
@@ -230,7 +251,7 @@ class Session:
 
     def _release_ready(self) -> None:
         """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         self.state = State.IDENTIFIED
         self._ws.allow_messages_up_to(self._settings.max_message_bytes)
         self._send(frames.ready(self.session_id, self._sender_stamp))
