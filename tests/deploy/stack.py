@@ -266,12 +266,14 @@ class Stack:
         redis_url: str,
         redis_prefix: str,
         auth_settings: Mapping[str, str] | None = None,
+        relay_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.nginx_binary = nginx
         self.workdir = Path(tempfile.mkdtemp(prefix="factory-relay-deploy-"))
         self.redis_url = redis_url
         self.redis_prefix = redis_prefix
         self.auth_settings = dict(auth_settings or {})
+        self.relay_settings = dict(relay_settings or {})
         self.dns = StaticDNS({RELAY_NAME: ["127.0.0.1", "127.0.0.2"]})
         self.processes: list[ServiceProcess] = []
         self.relays: list[Replica] = []
@@ -328,6 +330,7 @@ class Stack:
                 RATE_LIMIT_PER_SECOND="10000",
                 RATE_LIMIT_BURST="10000",
                 **redis,
+                **self.relay_settings,
             )
             self.relays.append(replica)
             self.processes.append(replica)
