@@ -78,8 +78,10 @@ def test_swagger_ui_renders_without_internet(console: Console, auth_url: str) ->
 
 def test_the_root_opens_the_console_with_its_icon(console: Console, auth_url: str) -> None:
     outside = offline(console.page)
-    icon = console.page.context.request.get(f"{auth_url}/favicon.ico")
     console.page.goto(auth_url)
     assert console.page.url == f"{auth_url}/console/"
-    assert icon.status == 200
+    href = console.page.locator('link[rel="icon"]').get_attribute("href")
+    assert href is not None
+    icon = console.page.context.request.get(f"{auth_url}{href}")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/x-icon")
     assert outside == []
