@@ -278,7 +278,7 @@ def reporting_unavailable() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        from auth_service.main import UNAVAILABLE_ERRORS
+        from auth_service.errors import UNAVAILABLE_ERRORS
 
         if not isinstance(error, UNAVAILABLE_ERRORS):
             raise

@@ -5,24 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.exceptions
-import sqlalchemy.exc
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from auth_service import pages
 from auth_service.api import auth, health, jwks, livekit, users
 from auth_service.api.console import mount_console
-from auth_service.api.errors import validation_error
 from auth_service.core.config import AuthSettings
+from auth_service.errors import add_error_handlers, error_detail
 from auth_service.services import open_services
-from shared.logging import get_logger
-
-log = get_logger(__name__)
 
 
 class JSONCORSMiddleware(CORSMiddleware):
@@ -48,36 +43,10 @@ class JSONCORSMiddleware(CORSMiddleware):
             if key not in ("content-length", "content-type")
         }
         return JSONResponse(
-            {"detail": bytes(response.body).decode()},
+            {"detail": error_detail(bytes(response.body).decode())},
             status_code=response.status_code,
             headers=headers,
         )
-
-
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    redis.exceptions.RedisError,
-    OSError,
-)
-"""What a request meets when PostgreSQL or Redis is down, hung or (Redis) full: the client
-should retry later. Any Redis error counts, so a full Redis (`OOM …`) fails closed too."""
-RETRY_AFTER_SECONDS = 5
-
-
-async def dependency_unavailable(request: Request, error: Exception) -> JSONResponse:
-    log.warning("backing_service_unavailable", path=request.url.path, error=type(error).__name__)
-    return JSONResponse(
-        {"detail": "service temporarily unavailable, try again later"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
-async def internal_error(request: Request, error: Exception) -> JSONResponse:
-    """Log the failure server-side; the client only learns that it happened."""
-    log.error("unhandled_error", path=request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def create_app(settings: AuthSettings) -> FastAPI:
@@ -92,13 +61,13 @@ def create_app(settings: AuthSettings) -> FastAPI:
         version="0.1.0",
         summary="Users, JWT login, LiveKit tokens and user administration.",
         lifespan=lifespan,
+        docs_url=None,  # `pages` serves them from the project's own assets, not a CDN
+        redoc_url=None,
     )
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
-    for unavailable in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(unavailable, dependency_unavailable)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, internal_error)
+    add_error_handlers(app)
     for module in (auth, users, livekit, jwks, health):
         app.include_router(module.router)
+    pages.add_pages(app)
     mount_console(app, settings)
     return app

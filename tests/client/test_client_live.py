@@ -124,16 +124,14 @@ async def test_a_dead_connection_is_noticed_by_its_missing_acks(
         relay.kill()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param([sys.executable, str(DOCS_BRIDGE)], id="docs-example"),
-        pytest.param([console_script("factory-bridge")], id="factory-bridge"),
-    ],
-)
-async def test_a_bridge_answers_commands_and_reports_status(
-    stack: Stack, operator: RelayClient, tmp_path: Path, command: list[str]
-) -> None:
+BRIDGES = [
+    pytest.param([sys.executable, str(DOCS_BRIDGE)], id="docs-example"),
+    pytest.param([console_script("factory-bridge")], id="factory-bridge"),
+]
+
+
+def start_bridge(stack: Stack, tmp_path: Path, command: list[str]) -> tuple[ServiceProcess, str]:
+    """A bridge process logged in as a new factory; returns it and the factory's name."""
     factory_name = stack.create_user(UserType.FACTORY)
     settings = {
         "RELAY_URL": stack.relay.ws_url,
@@ -147,7 +145,14 @@ async def test_a_bridge_answers_commands_and_reports_status(
         "BRIDGE_STATUS_INTERVAL_SECONDS": "0.2",
     }
     bridge = ServiceProcess(command, tmp_path, name="bridge", settings=settings, http=False)
-    bridge.start()
+    return bridge.start(), factory_name
+
+
+@pytest.mark.parametrize("command", BRIDGES)
+async def test_a_bridge_answers_commands_and_reports_status(
+    stack: Stack, operator: RelayClient, tmp_path: Path, command: list[str]
+) -> None:
+    bridge, factory_name = start_bridge(stack, tmp_path, command)
     try:
         status = await next_message(operator, 5)
         assert status.sender.username == factory_name
@@ -155,5 +160,32 @@ async def test_a_bridge_answers_commands_and_reports_status(
         ack = await next_message(operator, 6, "COMMAND_ACK")
         assert ack.payload["command_id"] == "cmd-7"
         assert ack.sender.username == factory_name
+    finally:
+        bridge.kill()
+
+
+@pytest.mark.parametrize("command", BRIDGES)
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param({"action": "fly"}, id="unknown-action"),
+        pytest.param({"action": "set_speed", "rpm": 500}, id="set-speed-while-stopped"),
+    ],
+)
+async def test_a_bridge_rejects_a_command_it_cannot_carry_out(
+    stack: Stack,
+    operator: RelayClient,
+    tmp_path: Path,
+    command: list[str],
+    refused: dict[str, object],
+) -> None:
+    bridge, factory_name = start_bridge(stack, tmp_path, command)
+    try:
+        await next_message(operator, 5)  # the bridge is online (and its machine idle)
+        await operator.send_command(refused, target=factory_name, id="cmd-8")
+        answer = await next_message(operator, 6)
+        assert (answer.name, answer.payload["command_id"]) == ("COMMAND_REJECTED", "cmd-8")
+        assert isinstance(answer.payload["reason"], str)
+        assert answer.payload["reason"]
     finally:
         bridge.kill()
