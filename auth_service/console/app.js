@@ -3,7 +3,9 @@
 // Uses only the public APIs: the auth service's REST API (same origin as this page) and
 // the relay's WebSocket. Where the relay is and whether LiveKit is on come from the server
 // (`/console/config.json`), never from this page's URL. The token is kept in
-// sessionStorage: it survives a reload, and goes at logout or when the tab closes.
+// sessionStorage: it survives a reload, and goes at logout or when the tab closes. Before
+// it runs out, a dialog asks for the password again and the live relay session goes on
+// with the fresh token (renewal.js).
 
 import { ApiError, consoleConfig, login, logout, me } from "./api.js";
 import { UsersPanel } from "./admin.js";
@@ -16,7 +18,14 @@ import {
   orderedKeys,
   sentence,
 } from "./labels.js";
-import { Op, RelayConnection, relayUrlFor } from "./relay.js";
+import {
+  Op,
+  RelayConnection,
+  SESSION_EXPIRED_MESSAGE,
+  TOKEN_EXPIRED_MESSAGE,
+  relayUrlFor,
+} from "./relay.js";
+import { RenewalDialog, serverClock, tokenTimes } from "./renewal.js";
 import { VideoPanel } from "./video.js";
 
 const EVENT_LOG_LIMIT = 200;
@@ -52,6 +61,26 @@ const users = new UsersPanel(
   },
   () => ({ token: state.token, user: state.user }),
   () => expire(),
+);
+
+const renewal = new RenewalDialog(
+  {
+    dialog: $("renew-dialog"),
+    form: $("renew-form"),
+    countdown: $("renew-countdown"),
+    username: $("renew-username"),
+    password: $("renew-password"),
+    error: $("renew-error"),
+    confirm: $("renew-confirm"),
+    logout: $("renew-logout"),
+  },
+  {
+    login,
+    useToken,
+    logOut: () => clickLogout(),
+    expired: () => endSession(TOKEN_EXPIRED_MESSAGE),
+    errorMessage: (error) => loginErrorMessage(error),
+  },
 );
 
 // -- token storage --------------------------------------------------------------------
@@ -291,9 +320,35 @@ function onEvent(frame) {
   logEvent("event", `${sender} ${name} ${describePayload(payload)}`, attributes);
 }
 
+/** A message someone sent (op 5, op 6): the relay's own events never come here (relay.js). */
 function onMessage(frame) {
   if (frame.op === Op.STATUS) onStatus(frame);
   else if (frame.op === Op.EVENT) onEvent(frame);
+}
+
+/** The relay's own events other than READY and REFRESHED: noted, never taken for a factory's. */
+function onServerEvent(frame) {
+  logEvent("connection", `relay event ${frame.t}`, { event: frame.t });
+}
+
+/** REFRESHED: the live session now runs until `exp` with the fresh token. */
+function onRefreshed(exp) {
+  const until = clock(new Date(exp * 1000 - (serverClock.now() - Date.now())));
+  logEvent("connection", `session extended: the password was confirmed, the session now runs until ${until}`, {
+    event: "REFRESHED",
+  });
+  renewal.refreshed();
+}
+
+/**
+ * A fresh token of the same user (the dialog's confirmation): stored, used by the REST
+ * calls, and sent on the live relay session (op 7). True when op 7 went out and REFRESHED
+ * is awaited; false when there is no READY session (the next Identify carries it).
+ */
+function useToken(token) {
+  state.token = token;
+  storedToken.set(token);
+  return state.relay?.refresh(token) ?? false;
 }
 
 function canCommand() {
@@ -375,6 +430,7 @@ async function submitLogin(event) {
   try {
     const response = await login($("username").value, $("password").value);
     $("password").value = "";
+    serverClock.learn(response.access_token);
     await startSession(response.access_token);
   } catch (error) {
     showLoginError(loginErrorMessage(error));
@@ -400,12 +456,17 @@ function resetView() {
 
 /** Use `token`: ask who it belongs to, then show what that type of user may see. */
 async function startSession(token) {
+  const times = tokenTimes(token);
+  if (times && serverClock.now() >= times.exp * 1000) {
+    endSession(TOKEN_EXPIRED_MESSAGE);
+    return;
+  }
   let user;
   try {
     user = await me(token);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      endSession("Session expired: log in again.");
+      endSession(SESSION_EXPIRED_MESSAGE);
       return;
     }
     throw error;
@@ -417,6 +478,7 @@ async function startSession(token) {
   $("login-view").hidden = true;
   $("logout").hidden = false;
   $("whoami").textContent = `${user.username} (${user.type})`;
+  renewal.watch(token, user.username);
   if (user.type === "factory") {
     $("factory-account").textContent = user.username;
     $("factory-view").hidden = false;
@@ -434,8 +496,11 @@ function connectRelay(token) {
     onReady: (user) => {
       state.user = { ...state.user, ...user };
       updateCommandForm();
+      renewal.refreshed(); // a reconnect identified with a fresh token the dialog got
     },
     onMessage,
+    onRefreshed,
+    onServerEvent,
     onStopped: ({ expired, reason }) => {
       if (expired) endSession(reason);
       else $("command-note").textContent = `Relay connection stopped: ${reason}`;
@@ -446,11 +511,13 @@ function connectRelay(token) {
 
 /** Back to the login form, forgetting the token. */
 function endSession(message) {
+  renewal.stop();
   state.relay?.close();
   state.relay = null;
   state.token = null;
   state.user = null;
   storedToken.clear();
+  serverClock.forget();
   video.disconnect();
   users.close();
   $("whoami").textContent = "";
@@ -466,7 +533,7 @@ function endSession(message) {
 }
 
 function expire() {
-  endSession("Session expired: log in again.");
+  endSession(renewal.expired ? TOKEN_EXPIRED_MESSAGE : SESSION_EXPIRED_MESSAGE);
 }
 
 async function clickLogout() {

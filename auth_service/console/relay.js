@@ -11,7 +11,19 @@ export const Op = Object.freeze({
   COMMAND: 4,
   STATUS: 5,
   EVENT: 6,
+  REFRESH: 7,
 });
+
+/**
+ * Event names only the relay itself sends (op 6 with one of these `t`): never a factory's
+ * message, so they never reach `onMessage` (a client sending one is closed with 4010).
+ */
+export const SERVER_EVENTS = Object.freeze(["READY", "RECONNECT", "PRESENCE_UPDATE", "REFRESHED", "DELIVERY_FAILED"]);
+
+/** The relay's close reason when a session's token ran out without a refresh (op 7). */
+export const TOKEN_EXPIRED_REASON = "token expired";
+export const SESSION_EXPIRED_MESSAGE = "Session expired: log in again.";
+export const TOKEN_EXPIRED_MESSAGE = "Your session ended: token expired. Log in again.";
 
 export const CloseCode = Object.freeze({
   UNKNOWN_ERROR: 4000,
@@ -93,8 +105,10 @@ const NORMAL_CLOSURE = 1000;
 /**
  * One long-lived relay session that survives relay restarts.
  *
- * Callbacks: onState({state, detail, delay}), onReady(user, sessionId), onMessage(frame),
- * onStopped({code, reason, expired}).
+ * Callbacks: onState({state, detail, delay}), onReady(user, sessionId), onMessage(frame)
+ * (a factory's or an operator's message: op 4, 5, or 6 with a name of theirs),
+ * onRefreshed(exp) (REFRESHED: the session now ends at `exp`, seconds since the epoch),
+ * onServerEvent(frame) (any other of the relay's own events), onStopped({code, reason, expired}).
  * States: "connecting", "identifying", "ready", "reconnecting", "stopped".
  */
 export class RelayConnection {
@@ -145,6 +159,16 @@ export class RelayConnection {
     return this._send({ op: Op.COMMAND, d });
   }
 
+  /**
+   * Extend the session with a fresh token of the same user (op 7). The relay answers
+   * REFRESHED (`onRefreshed`). The token is also the one the next Identify uses, so a
+   * reconnect meanwhile carries it too. Returns true if op 7 went out on a READY session.
+   */
+  refresh(token) {
+    this.token = token;
+    return this._send({ op: Op.REFRESH, d: { token } });
+  }
+
   _send(frame) {
     if (!this.ready || !this.ws) return false;
     this.ws.send(JSON.stringify(frame));
@@ -191,7 +215,8 @@ export class RelayConnection {
       this._onReady(frame);
     } else {
       if (typeof frame.s === "number") this.lastSequence = frame.s;
-      this.handlers.onMessage?.(frame);
+      if (frame.op === Op.EVENT && SERVER_EVENTS.includes(frame.t)) this._onServerEvent(frame);
+      else this.handlers.onMessage?.(frame);
     }
   }
 
@@ -211,6 +236,12 @@ export class RelayConnection {
     this.backoff.reset();
     this._setState("ready", `${this.user?.username} (${this.user?.type})`);
     this.handlers.onReady?.(this.user, this.sessionId);
+  }
+
+  _onServerEvent(frame) {
+    const exp = Number(frame.d?.exp);
+    if (frame.t === "REFRESHED" && Number.isFinite(exp)) this.handlers.onRefreshed?.(exp);
+    else this.handlers.onServerEvent?.(frame);
   }
 
   _startBeating(ws, interval) {
@@ -254,7 +285,8 @@ export class RelayConnection {
     }
     if (policy === Reconnect.WITH_NEW_TOKEN) {
       // A browser holds no password: the operator has to log in again.
-      this._stop({ code, reason: "Session expired: log in again.", expired: true });
+      const message = reason === TOKEN_EXPIRED_REASON ? TOKEN_EXPIRED_MESSAGE : SESSION_EXPIRED_MESSAGE;
+      this._stop({ code, reason: message, expired: true });
       return;
     }
     const delay = this.backoff.nextDelay(policy === Reconnect.AT_ONCE);

@@ -114,9 +114,8 @@ class Stack:
             process.kill()
 
 
-@pytest.fixture(scope="package")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("console")
+def build_stack(workdir: Path, redis_url: str, **settings: str) -> Stack:
+    """The processes of a stack, not started; `settings` go to every service."""
     common = {
         "JWT_SECRET": secrets.token_urlsafe(32),
         "REDIS_URL": redis_url,
@@ -125,6 +124,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "FIRST_ADMIN_USERNAME": ADMIN,
         "FIRST_ADMIN_PASSWORD": PASSWORD,
         "LOG_LEVEL": "INFO",
+        **settings,
     }
     auth_command = [console_script("auth-service"), "serve"]
     auth = ServiceProcess(auth_command, workdir, name="auth", settings=common)
@@ -156,18 +156,49 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         },
         http=False,
     )
-    stack = Stack(auth, relay, livekit_auth, bridge)
+    return Stack(auth, relay, livekit_auth, bridge)
+
+
+def start_stack(stack: Stack, *, bridge: bool = True) -> None:
+    """Start the auth service, create the operator and the factory, start the relay (and bridge)."""
+    stack.auth.start()
+    login = httpx.post(
+        f"{stack.auth_url}/auth/token", data={"username": ADMIN, "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    stack.admin_token = login.json()["access_token"]
+    stack.create_user(OPERATOR, "operator")
+    stack.create_user(FACTORY, "factory")
+    stack.relay.start()
+    if bridge:
+        stack.bridge.start()
+
+
+@pytest.fixture(scope="package")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = build_stack(tmp_path_factory.mktemp("console"), redis_url)
     try:
-        auth.start()
-        login = httpx.post(
-            f"{stack.auth_url}/auth/token", data={"username": ADMIN, "password": PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        stack.admin_token = login.json()["access_token"]
-        stack.create_user(OPERATOR, "operator")
-        stack.create_user(FACTORY, "factory")
-        relay.start()
-        bridge.start()
+        start_stack(stack)
+        yield stack
+    finally:
+        stack.kill_all()
+
+
+SHORT_TOKEN_TTL_SECONDS = 24
+"""`ACCESS_TOKEN_TTL_SECONDS` of `short_lived_stack`: the console asks for the password a
+quarter of that before `exp` (6 s), and the relay ends a session at `exp`."""
+
+
+@pytest.fixture(scope="package")
+def short_lived_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """An auth service and a relay with tokens of `SHORT_TOKEN_TTL_SECONDS`; no bridge."""
+    stack = build_stack(
+        tmp_path_factory.mktemp("console-short"),
+        redis_url,
+        ACCESS_TOKEN_TTL_SECONDS=str(SHORT_TOKEN_TTL_SECONDS),
+    )
+    try:
+        start_stack(stack, bridge=False)
         yield stack
     finally:
         stack.kill_all()
