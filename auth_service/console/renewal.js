@@ -96,10 +96,15 @@ export class RenewalDialog {
     this.ticker = null;
     this.retry = null;
     this.pendingToken = null;
+    this.asking = false;
     elements.form.addEventListener("submit", (event) => this._confirm(event));
     elements.logout.addEventListener("click", () => actions.logOut());
     // Escape would close a modal <dialog>: it stays until confirmed, logged out or expired.
+    // (A browser may close it anyway on a second Escape: then it opens again.)
     elements.dialog.addEventListener("cancel", (event) => event.preventDefault());
+    elements.dialog.addEventListener("close", () => {
+      if (this.asking) elements.dialog.showModal();
+    });
   }
 
   /** Watch `token` of `username`: ask before it ends, end the session when it has. */
@@ -134,6 +139,7 @@ export class RenewalDialog {
     clearTimeout(this.retry);
     this.ticker = null;
     this.pendingToken = null;
+    this.asking = false;
     this._showError("");
     this.el.password.value = "";
     this.el.confirm.disabled = false;
@@ -146,6 +152,7 @@ export class RenewalDialog {
     this._showError("");
     this._tick();
     this.ticker = setInterval(() => this._tick(), 1000);
+    this.asking = true;
     this.el.dialog.showModal();
     this.el.password.focus();
   }

@@ -31,6 +31,9 @@ DIALOG_TIMEOUT_MS = (SHORT_TOKEN_TTL_SECONDS + 10) * 1000
 """Bounded wait for the dialog or the login form: past the token's whole life."""
 PAST_EXPIRY_SECONDS = 3
 TOKEN_EXPIRED_MESSAGE = "Your session ended: token expired. Log in again."
+THROTTLED = "throttled-operator"
+MAX_ATTEMPTS_BEFORE_THROTTLE = 10
+"""Above the per-(username, address) limit (5), far below the per-address one (20)."""
 CLOSES_4004 = re.compile(r'^relay_closes_total\{code="4004"\} (\S+)$', re.MULTILINE)
 
 
@@ -81,6 +84,9 @@ def test_the_dialog_asks_for_the_password_before_the_token_expires(
     expect(page.locator("#renew-password")).to_be_focused()
     expect(dialog.get_by_role("button", name="Confirm")).to_be_visible()
     expect(dialog.get_by_role("button", name="Log out")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_visible()  # not dismissed by Escape: confirm, log out, or expire
     first = int(dialog.get_attribute("data-seconds-left") or "0")
     expect(dialog).not_to_have_attribute("data-seconds-left", str(first))  # it counts down
     console.screenshot("20-renew-dialog-1280", full_page=False)
@@ -141,6 +147,47 @@ def test_a_wrong_password_is_refused_in_the_dialog(
     page.click("#renew-confirm")
     expect(page.locator("#renew-dialog")).to_be_hidden()
     expect(page.locator('#event-log li[data-event="REFRESHED"]')).to_have_count(1)
+
+
+def test_a_throttled_confirmation_says_when_to_try_again(
+    console: Console, short_lived_stack: Stack
+) -> None:
+    short_lived_stack.create_user(THROTTLED, "operator")  # its own failure counts
+    page = console.page
+    log_in(page, short_lived_stack, THROTTLED)
+    wait_for_dialog(page)
+    for _ in range(MAX_ATTEMPTS_BEFORE_THROTTLE):
+        refused = httpx.post(
+            f"{short_lived_stack.auth_url}/auth/token",
+            data={"username": THROTTLED, "password": "not-the-password"},
+        )
+        if refused.status_code == 429:
+            break
+    assert refused.status_code == 429, refused.text
+    page.fill("#renew-password", "correct-horse-battery")
+    page.click("#renew-confirm")
+    error = page.locator("#renew-error")
+    expect(error).to_have_text(re.compile(r"Next attempt in \d+ (s|min)\.$"))
+    text = error.inner_text()
+    detail = refused.json()["detail"]
+    assert text.lower().count(detail.lower().rstrip(".")) == 1, (detail, text)
+    expect(page.locator("#renew-dialog")).to_be_visible()
+
+
+def test_log_out_in_the_dialog_ends_the_session(console: Console, short_lived_stack: Stack) -> None:
+    page = console.page
+    log_in(page, short_lived_stack, OPERATOR)
+    token = stored_token(page)
+    wait_for_dialog(page)
+    page.click("#renew-logout")
+    expect(page.locator("#login-view")).to_be_visible()
+    expect(page.locator("#renew-dialog")).to_be_hidden()
+    expect(page.locator("#login-error")).to_be_hidden()
+    assert page.evaluate(f"sessionStorage.getItem({TOKEN_KEY!r})") is None
+    me = httpx.get(
+        f"{short_lived_stack.auth_url}/auth/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert me.status_code == 401  # revoked on the server too
 
 
 def test_an_ignored_dialog_returns_to_the_login_form_with_the_reason(
