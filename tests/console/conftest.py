@@ -8,9 +8,12 @@ Without Chromium or Playwright the tests skip, except under `CI`, where they fai
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +53,8 @@ LIVEKIT_SETTINGS = {
     "LIVEKIT_API_SECRET": "secret-of-at-least-32-characters-long",
 }
 """The second auth service's LiveKit: configured, but no LiveKit server runs."""
+ADMIN_TOKEN_MARGIN_SECONDS = 5
+"""`Stack.admin_headers` logs in again this close to the admin token's `exp` (short tokens)."""
 HEARTBEAT_INTERVAL_MS = 1000
 """Short, so a console that does not heartbeat is closed (4009) within the tests."""
 
@@ -91,11 +96,26 @@ class Stack:
             self.livekit_auth.start()
         return self.livekit_auth.http_url
 
+    def log_in_admin(self) -> None:
+        login = httpx.post(
+            f"{self.auth_url}/auth/token", data={"username": ADMIN, "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        self.admin_token = login.json()["access_token"]
+
+    def admin_headers(self) -> dict[str, str]:
+        """The admin's bearer header, logging in again once the token is near its `exp`."""
+        payload = self.admin_token.split(".")[1] if self.admin_token else ""
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)) or "{}")
+        if claims.get("exp", 0) - ADMIN_TOKEN_MARGIN_SECONDS < time.time():
+            self.log_in_admin()
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
     def create_user(self, username: str, user_type: str) -> dict[str, Any]:
         response = httpx.post(
             f"{self.auth_url}/users",
             json={"username": username, "password": PASSWORD, "type": user_type},
-            headers={"Authorization": f"Bearer {self.admin_token}"},
+            headers=self.admin_headers(),
         )
         assert response.status_code == 201, response.text
         user: dict[str, Any] = response.json()
@@ -105,7 +125,7 @@ class Stack:
         response = httpx.patch(
             f"{self.auth_url}/users/{user_id}",
             json=changes,
-            headers={"Authorization": f"Bearer {self.admin_token}"},
+            headers=self.admin_headers(),
         )
         assert response.status_code == 200, response.text
 
@@ -162,11 +182,7 @@ def build_stack(workdir: Path, redis_url: str, **settings: str) -> Stack:
 def start_stack(stack: Stack, *, bridge: bool = True) -> None:
     """Start the auth service, create the operator and the factory, start the relay (and bridge)."""
     stack.auth.start()
-    login = httpx.post(
-        f"{stack.auth_url}/auth/token", data={"username": ADMIN, "password": PASSWORD}
-    )
-    assert login.status_code == 200, login.text
-    stack.admin_token = login.json()["access_token"]
+    stack.log_in_admin()
     stack.create_user(OPERATOR, "operator")
     stack.create_user(FACTORY, "factory")
     stack.relay.start()

@@ -30,7 +30,7 @@ def user_row(page: Page, username: str) -> Any:
 def read_user(stack: Stack, user_id: str) -> dict[str, Any]:
     response = httpx.get(
         f"{stack.auth_url}/users/{user_id}",
-        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        headers=stack.admin_headers(),
     )
     assert response.status_code == 200, response.text
     user: dict[str, Any] = response.json()
