@@ -174,11 +174,13 @@ export class RenewalDialog {
     this._showError("");
     try {
       const response = await this.actions.login(this.username, this.el.password.value);
+      if (!this.asking) return; // logged out or expired meanwhile: the token is not kept
       this.el.password.value = "";
       serverClock.learn(response.access_token);
       this.pendingToken = response.access_token;
       this._send();
     } catch (error) {
+      if (!this.asking) return;
       this._showError(this.actions.errorMessage(error));
       this.el.confirm.disabled = false;
       this.el.password.select();
