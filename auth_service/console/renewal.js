@@ -103,7 +103,9 @@ export class RenewalDialog {
     // (A browser may close it anyway on a second Escape: then it opens again.)
     elements.dialog.addEventListener("cancel", (event) => event.preventDefault());
     elements.dialog.addEventListener("close", () => {
-      if (this.asking) elements.dialog.showModal();
+      if (!this.asking) return;
+      elements.dialog.showModal();
+      elements.password.focus();
     });
   }
 

@@ -87,6 +87,7 @@ def test_the_dialog_asks_for_the_password_before_the_token_expires(
     page.keyboard.press("Escape")
     page.keyboard.press("Escape")
     expect(dialog).to_be_visible()  # not dismissed by Escape: confirm, log out, or expire
+    expect(page.locator("#renew-password")).to_be_focused()
     first = int(dialog.get_attribute("data-seconds-left") or "0")
     expect(dialog).not_to_have_attribute("data-seconds-left", str(first))  # it counts down
     console.screenshot("20-renew-dialog-1280", full_page=False)
