@@ -21,6 +21,7 @@ from auth_service.core.db import create_engine, run_migrations, session_factory
 from auth_service.main import create_app
 from auth_service.schemas import UserCreate
 from shared.identity import UserType
+from shared.limits import raise_open_file_limit
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
@@ -47,6 +48,7 @@ def prepare_embedded_database(settings: AuthSettings) -> None:
 
 def serve(settings: AuthSettings) -> None:
     configure_logging(settings.log_level, service="auth-service")
+    raise_open_file_limit()
     prepare_embedded_database(settings)
     trusted_proxies = settings.forwarded_allow_ips.strip()
     uvicorn.run(

@@ -6,6 +6,7 @@ import asyncio
 
 from relay_service.config import RelaySettings
 from relay_service.main import serve_until_stopped
+from shared.limits import raise_open_file_limit
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
@@ -13,6 +14,7 @@ from shared.settings import load_settings
 def main() -> None:
     settings = load_settings(RelaySettings)
     configure_logging(settings.log_level, service="relay")
+    raise_open_file_limit()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux

@@ -20,7 +20,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "relay.conf.template"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
 
 HEARTBEAT_INTERVAL_MS = RelaySettings.model_fields["heartbeat_interval_ms"].default
 SECRET_SETTINGS = frozenset(

@@ -34,13 +34,22 @@ from tests.deploy.files import (
     referenced_variables,
     setting_names,
 )
-from tests.deploy.stack import main_config, render_template, require_nginx, template_variables
+from tests.deploy.stack import (
+    RESOLVE_SINCE,
+    for_this_machine,
+    nginx_command,
+    render_template,
+    require_nginx,
+    template_variables,
+)
 
 REQUIRED = {
     "JWT_SECRET": "compose-test-secret-0123456789abcdefghijkl",
     "POSTGRES_PASSWORD": "compose-test-password",
 }
 APP_SERVICES = ("migrate", "auth", "relay")
+MIN_RELAY_SESSIONS = 20_000
+"""What one relay container must be able to hold, in file descriptors."""
 ONE_SHOT = ("migrate",)
 
 
@@ -226,11 +235,57 @@ def test_nginx_gets_exactly_the_templates_variables(compose: dict[str, Any]) -> 
     (mount,) = nginx["volumes"]
     source, target, mode = mount.split(":")
     assert (ROOT / source).resolve() == NGINX_TEMPLATE
-    assert target.startswith("/etc/nginx/templates/")
-    assert target.endswith(".template")
+    assert target == "/etc/nginx/templates/nginx.conf.template"
     assert mode == "ro"
+    # The image renders templates into this directory: the file becomes the whole config.
+    assert nginx["environment"]["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
     listen = nginx["environment"]["LB_LISTEN"]
     assert any(port.endswith(f":{listen}") for port in nginx["ports"])
+
+
+def nginx_directive(config: str, name: str) -> str:
+    (value,) = re.findall(rf"^\s*{name} ([^;]+);", config, re.MULTILINE)
+    return str(value)
+
+
+def test_nginx_image_supports_resolve_in_upstreams(compose: dict[str, Any]) -> None:
+    """`resolve` on an upstream server is in open-source nginx from 1.27.3 on."""
+    image = compose["services"]["nginx"]["image"]
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?-alpine(@sha256:[0-9a-f]{64})?", image)
+    assert match, image
+    # A series tag (1.28) counts as its first release (1.28.0).
+    assert (int(match[1]), int(match[2]), int(match[3] or 0)) >= RESOLVE_SINCE, image
+
+
+def test_nginx_holds_tens_of_thousands_of_websockets(compose: dict[str, Any]) -> None:
+    """Two descriptors per proxied WebSocket, all within the workers' and container's limit."""
+    config = NGINX_TEMPLATE.read_text()
+    connections = int(nginx_directive(config, "worker_connections"))
+    open_files = int(nginx_directive(config, "worker_rlimit_nofile"))
+    assert connections // 2 >= 10_000, "sessions per worker"
+    assert open_files >= connections
+    nginx = compose["services"]["nginx"]
+    assert nginx["ulimits"]["nofile"] == {"soft": open_files, "hard": open_files}
+    relay = compose["services"]["relay"]
+    assert relay["ulimits"]["nofile"]["hard"] >= 2 * MIN_RELAY_SESSIONS
+    shutdown = duration_seconds(nginx_directive(config, "worker_shutdown_timeout"))
+    assert duration_seconds(nginx["stop_grace_period"]) > shutdown
+
+
+def test_nginx_balances_relays_by_least_connections_and_limits_logins() -> None:
+    config = NGINX_TEMPLATE.read_text()
+    upstreams = dict(re.findall(r"upstream (\w+) \{\n(.*?)\n    \}", config, re.S))
+    assert set(upstreams) == {"relay", "auth"}
+    for name, body in upstreams.items():
+        assert re.search(rf"^\s*zone {name} \w+;", body, re.M), name
+        assert "least_conn;" in body, name
+        assert re.search(r"^\s*server \$\{\w+\} resolve;", body, re.M), name
+    assert "resolver ${LB_RESOLVER}" in config
+    login = re.search(r"location = /auth/token \{(?P<body>[^}]*)\}", config)
+    assert login is not None
+    assert re.search(r"limit_req zone=logins burst=\d+ nodelay;", login["body"])
+    assert "limit_req_status 429;" in config
+    assert not re.search(r"^\s*(user|pid|include) ", config, re.M), "left to the image"
 
 
 def test_websocket_timeouts_outlast_the_heartbeat() -> None:
@@ -248,27 +303,17 @@ def test_websocket_timeouts_outlast_the_heartbeat() -> None:
 
 
 def test_the_compose_rendering_passes_nginx_t(compose: dict[str, Any], tmp_path: Path) -> None:
-    """`nginx -t` on the template rendered with the compose file's own values."""
+    """`nginx -t` on the config rendered with the compose file's own values."""
     nginx = require_nginx()
     environment = compose["services"]["nginx"]["environment"]
-    site = tmp_path / "relay.conf"
-    site.write_text(render_template(NGINX_TEMPLATE.read_text(), environment))
-    config = tmp_path / "nginx.conf"
+    rendered = render_template(NGINX_TEMPLATE.read_text(), environment)
     (tmp_path / "temp").mkdir()
-    config.write_text(main_config(nginx, site, tmp_path / "temp"))
+    # Docker's names, answered by the test DNS for an nginx without `resolve`.
+    names = {"relay": ["127.0.0.1", "127.0.0.2"], "auth": ["127.0.0.1"]}
+    config = tmp_path / "nginx.conf"
+    config.write_text(for_this_machine(rendered, nginx, tmp_path / "temp", names))
     result = subprocess.run(
-        [
-            nginx,
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(config),
-            "-e",
-            str(tmp_path / "error.log"),
-            "-g",
-            f"pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};",
-        ],
+        nginx_command(nginx, tmp_path, config, test=True),
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,6 +1,6 @@
 """The load balancer's configuration, run for real in front of real services.
 
-nginx renders `deploy/nginx/relay.conf.template` exactly as the compose file's nginx
+nginx runs `deploy/nginx/nginx.conf.template` rendered as the compose file's nginx
 image does and balances two `relay-service` replicas and one `auth-service serve`, all
 sharing a real Redis. What a client sees through it: the REST API, WebSocket sessions
 spread over both replicas, commands crossing replicas, and a rolling restart of one
