@@ -16,7 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from auth_service import users
-from auth_service.core.config import AuthSettings
+from auth_service.core.config import AuthSettings, DatabaseSettings
 from auth_service.core.db import create_engine, run_migrations, session_factory
 from auth_service.main import create_app
 from auth_service.schemas import UserCreate
@@ -137,11 +137,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "migrate":
+        # The database alone: the migration job holds no signing key and no other secret.
+        run_migrations(load_settings(DatabaseSettings).database_url)
+        return
     settings = load_settings(AuthSettings)
     if args.command == "serve":
         serve(settings)
-    elif args.command == "migrate":
-        run_migrations(settings.database_url)
     elif args.command == "create-user":
         create_user(settings, args.username, UserType(args.type))
     elif args.command == "demo-users":

@@ -12,7 +12,7 @@ from sqlalchemy.exc import ArgumentError
 
 from shared.identity import USERNAME_PATTERN
 from shared.keys import load_private_key
-from shared.settings import CommonSettings, key_file
+from shared.settings import CommonSettings, key_file, read_secret_files
 from shared.tokens import TokenIssuer, TokenVerifier
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
@@ -45,6 +45,12 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     database_url: str = DEFAULT_DATABASE_URL
+    database_url_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_file(cls, data: object) -> object:
+        return read_secret_files(data, ("database_url",))
 
     @field_validator("database_url")
     @classmethod
@@ -65,15 +71,22 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     livekit_url: str | None = Field(default=None, max_length=2048)
     livekit_api_key: str | None = Field(default=None, max_length=256)
     livekit_api_secret: SecretStr | None = None
+    livekit_api_secret_file: Path | None = None
     livekit_token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
 
     first_admin_username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
     first_admin_password: SecretStr | None = None
+    first_admin_password_file: Path | None = None
 
     login_max_failures_per_username: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1, le=86400)
     forwarded_allow_ips: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auth_secret_files(cls, data: object) -> object:
+        return read_secret_files(data, ("livekit_api_secret", "first_admin_password"))
 
     @field_validator(
         "livekit_url",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic_settings import BaseSettings
 
 from auth_service.core.config import AuthSettings
 from relay_service.config import RelaySettings
@@ -46,7 +47,7 @@ class InterpolationError(ValueError):
     """`${NAME:?message}` met an unset or empty NAME: compose refuses to start."""
 
 
-def setting_names(settings_class: type[AuthSettings] | type[RelaySettings]) -> set[str]:
+def setting_names(settings_class: type[BaseSettings]) -> set[str]:
     return {name.upper() for name in settings_class.model_fields}
 
 

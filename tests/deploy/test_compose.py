@@ -18,17 +18,18 @@ from typing import Any
 import jsonschema
 import pytest
 
-from auth_service.core.config import AuthSettings
+from auth_service.core.config import AuthSettings, DatabaseSettings
 from relay_service.config import RelaySettings
 from tests.deploy.files import (
     ALL_SETTINGS,
     HEARTBEAT_INTERVAL_MS,
     NGINX_TEMPLATE,
     ROOT,
+    SECRET_SETTINGS,
     SERVICE_COMMANDS,
-    InterpolationError,
     console_scripts,
     env_example,
+    interpolate,
     interpolate_tree,
     load_compose,
     referenced_variables,
@@ -65,12 +66,20 @@ def compose() -> dict[str, Any]:
     return load_compose()
 
 
+def dotenv(**values: str) -> dict[str, str]:
+    """.env copied from .env.example with `values` filled in, expanded as compose reads it
+    (a value may use the variables set above it)."""
+    _, active = env_example()
+    env: dict[str, str] = {}
+    for name, value in active.items():
+        env[name] = values[name] if name in values else interpolate(value, env)
+    return env
+
+
 @pytest.fixture(scope="module")
 def interpolated(compose: dict[str, Any]) -> dict[str, Any]:
     """The file as compose sees it with .env copied from .env.example and filled in."""
-    _, active = env_example()
-    env = {**active, **REQUIRED}
-    result: dict[str, Any] = interpolate_tree(compose, env)
+    result: dict[str, Any] = interpolate_tree(compose, dotenv(**REQUIRED))
     return result
 
 
@@ -144,73 +153,140 @@ def test_relay_scales_behind_the_balancer(compose: dict[str, Any]) -> None:
     shutdown = float(relay["environment"]["SHUTDOWN_TIMEOUT_SECONDS"])
     assert duration_seconds(relay["stop_grace_period"]) > shutdown
     for name, service in compose["services"].items():
-        if name != "nginx" and name != "livekit":
+        if name not in ("nginx", "livekit"):
             assert "ports" not in service, f"{name} is reachable through nginx only"
 
 
-def test_required_secrets_stop_start_up_when_missing(compose: dict[str, Any]) -> None:
-    required = {
-        name for name, op, _ in referenced_variables(compose) if op is not None and "?" in op
-    }
-    assert required == set(REQUIRED)
+SECRETS_DIRECTORY = "/run/secrets/"
+FILE_SECRETS = SECRET_SETTINGS - {"LIVEKIT_API_KEY", "REDIS_URL"}
+"""Never in a container's environment here: the LiveKit key is an identifier (its secret
+is the secret), and compose's own Redis has no password in its URL."""
+
+
+def service_secrets(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """Each secret a service reads: its setting's name (FOO for FOO_FILE) → secret name."""
+    service = compose["services"][name]
+    mounted = set(service.get("secrets", []))
+    found = {}
+    for setting, value in service["environment"].items():
+        if isinstance(value, str) and value.startswith(SECRETS_DIRECTORY):
+            secret = value.removeprefix(SECRETS_DIRECTORY)
+            assert secret in mounted, f"{name}: {setting} names {secret}, not mounted"
+            found[setting.removesuffix("_FILE")] = secret
+    assert set(found.values()) == mounted, f"{name} mounts secrets it does not read"
+    return found
+
+
+def test_secrets_reach_the_containers_as_files_only(compose: dict[str, Any]) -> None:
     _, active = env_example()
-    for missing in REQUIRED:
-        env = {**active, **REQUIRED}
-        env[missing] = ""
-        with pytest.raises(InterpolationError, match=missing):
-            interpolate_tree(compose, env)
+    definitions = compose["secrets"]
+    for name, service in compose["services"].items():
+        environment = service.get("environment", {})
+        assert not set(environment) & FILE_SECRETS, f"{name} gets a secret in its environment"
+        for secret in service.get("secrets", []):
+            source = definitions[secret]["environment"]
+            assert source in active, f"{secret}: .env.example does not set {source}"
+    assert service_secrets(compose, "relay") == {"JWT_SECRET": "jwt_secret"}
+    assert service_secrets(compose, "migrate") == {"DATABASE_URL": "database_url"}
+    assert service_secrets(compose, "auth") == {
+        "JWT_SECRET": "jwt_secret",
+        "DATABASE_URL": "database_url",
+        "LIVEKIT_API_SECRET": "livekit_api_secret",
+        "FIRST_ADMIN_PASSWORD": "first_admin_password",
+    }
+    postgres = compose["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert definitions["postgres_password"] == {"environment": "POSTGRES_PASSWORD"}
+
+
+def test_env_example_leaves_every_secret_empty() -> None:
+    _, active = env_example()
+    assert set(REQUIRED) <= set(active)
+    for name, value in active.items():
+        # AUTH_DATABASE_URL only assembles the password set above it.
+        assert value == "" or "${POSTGRES_PASSWORD}" in value, name
+    env = dotenv(**REQUIRED)
+    assert env["AUTH_DATABASE_URL"] == (
+        f"postgresql://factory_relay:{REQUIRED['POSTGRES_PASSWORD']}@postgres:5432/factory_relay"
+    )
 
 
 def test_env_example_documents_every_setting_and_variable(compose: dict[str, Any]) -> None:
-    documented, active = env_example()
+    documented, _ = env_example()
     missing_settings = ALL_SETTINGS - documented
     assert not missing_settings, f".env.example lacks settings: {sorted(missing_settings)}"
     used = {name for name, _, _ in referenced_variables(compose)}
+    used |= {secret["environment"] for secret in compose["secrets"].values()}
     assert not used - documented, f".env.example lacks variables: {sorted(used - documented)}"
-    assert set(active) == set(REQUIRED), "only the required values are set, and empty"
-    assert all(value == "" for value in active.values()), "no secret in .env.example"
 
 
-def _settings_from(environment: dict[str, Any], settings_class: type[Any]) -> Any:
-    values = {key.lower(): str(value) for key, value in environment.items()}
+def _settings_from(
+    environment: dict[str, Any], settings_class: type[Any], secret_files: dict[str, Path]
+) -> Any:
+    """The settings a container gets: its environment, /run/secrets/* as `secret_files`."""
+    values = {}
+    for key, value in environment.items():
+        text = str(value)
+        if text.startswith(SECRETS_DIRECTORY):
+            text = str(secret_files[text.removeprefix(SECRETS_DIRECTORY)])
+        values[key.lower()] = text
     return settings_class(_env_file=None, **values)
 
 
+@pytest.fixture
+def secret_files(compose: dict[str, Any], tmp_path: Path) -> dict[str, Path]:
+    """What compose copies to /run/secrets: each secret's variable from the filled-in .env."""
+    env = dotenv(**REQUIRED)
+    files = {}
+    for name, definition in compose["secrets"].items():
+        files[name] = tmp_path / name
+        files[name].write_text(env[definition["environment"]])
+    return files
+
+
 def test_service_environments_are_accepted_by_the_settings(
-    interpolated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    interpolated: dict[str, Any], secret_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ALL_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     services = interpolated["services"]
     for name, settings_class in (
-        ("migrate", AuthSettings),
+        ("migrate", DatabaseSettings),
         ("auth", AuthSettings),
         ("relay", RelaySettings),
     ):
         environment = services[name]["environment"]
         unknown = set(environment) - setting_names(settings_class)
         assert not unknown, f"{name} gets settings it ignores: {sorted(unknown)}"
-        settings = _settings_from(environment, settings_class)
-        assert settings.host == "0.0.0.0"
-        assert settings.redis_url == "redis://redis:6379/0"
-    auth = _settings_from(services["auth"]["environment"], AuthSettings)
+        _settings_from(environment, settings_class, secret_files)
+    auth = _settings_from(services["auth"]["environment"], AuthSettings, secret_files)
+    assert auth.host == "0.0.0.0"
+    assert auth.redis_url == "redis://redis:6379/0"
     assert auth.port == 8000
-    assert auth.database_url.startswith("postgresql+asyncpg://")
-    assert auth.livekit_configured
+    assert auth.database_url.startswith("postgresql+asyncpg://factory_relay:")
+    assert auth.jwt_secret.get_secret_value() == REQUIRED["JWT_SECRET"]
+    assert not auth.livekit_configured, "LiveKit is opt-in"
     assert auth.first_admin_username is None
-    relay = _settings_from(services["relay"]["environment"], RelaySettings)
+    relay = _settings_from(services["relay"]["environment"], RelaySettings, secret_files)
+    assert relay.host == "0.0.0.0"
     assert relay.port == 8001
     assert relay.heartbeat_interval_ms == HEARTBEAT_INTERVAL_MS
+    assert relay.jwt_secret == auth.jwt_secret
 
 
-def test_livekit_runs_in_dev_mode_with_its_dev_keys(compose: dict[str, Any]) -> None:
+def test_livekit_dev_server_is_opt_in_and_on_loopback_only(compose: dict[str, Any]) -> None:
+    """Its keys are public knowledge: never started by default, never on 0.0.0.0."""
     livekit = compose["services"]["livekit"]
     assert livekit["image"].startswith("livekit/livekit-server:")
     assert "--dev" in livekit["command"]
+    assert livekit["profiles"] == ["livekit-dev"]
+    assert livekit["ports"]
+    for port in livekit["ports"]:
+        assert port.startswith("127.0.0.1:"), port
+    assert "livekit" not in compose["services"]["auth"].get("depends_on", {})
     auth = compose["services"]["auth"]["environment"]
-    assert auth["LIVEKIT_API_KEY"] == "devkey"
-    assert auth["LIVEKIT_API_SECRET"] == "secret"
-    assert auth["LIVEKIT_URL"].startswith("${LIVEKIT_URL:-ws://")
+    assert auth["LIVEKIT_API_KEY"] == "${LIVEKIT_API_KEY:-}"
+    assert auth["LIVEKIT_URL"] == "${LIVEKIT_URL:-}"
 
 
 def test_auth_trusts_forwarded_headers_from_the_balancers_network_only(
