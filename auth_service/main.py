@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from auth_service import metrics
 from auth_service.api import auth, health, livekit, users
 from auth_service.core.config import AuthSettings
 from auth_service.services import open_services
@@ -96,10 +97,11 @@ def create_app(settings: AuthSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
+    app.add_middleware(metrics.MetricsMiddleware)
     for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, dependency_unavailable)
     app.add_exception_handler(Exception, internal_error)
-    for module in (auth, users, livekit, health):
+    for module in (auth, users, livekit, health, metrics):
         app.include_router(module.router)
 
     @app.get("/console", include_in_schema=False)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
-from fastapi import APIRouter, HTTPException, status
+from alembic.script import ScriptDirectory
+from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.api.deps import ServicesDep
+from auth_service.core.db import alembic_config
 from auth_service.schemas import Status
 from shared.logging import get_logger
 
@@ -21,8 +25,11 @@ async def healthz() -> Status:
     return Status()
 
 
-@router.get("/readyz", responses={503: {"description": "database unreachable"}})
-async def readyz(services: ServicesDep) -> Status:
+@router.get(
+    "/readyz",
+    responses={503: {"description": "database unreachable, or its schema not at this release"}},
+)
+async def readyz(services: ServicesDep, request: Request) -> Status:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), services.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -31,4 +38,35 @@ async def readyz(services: ServicesDep) -> Status:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="database unreachable"
         ) from None
+    await require_schema_at_head(request, services.engine)
     return Status()
+
+
+@cache
+def migrations_head() -> str | None:
+    """The newest revision of the migrations this release ships (read from its files once)."""
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+async def require_schema_at_head(request: Request, engine: AsyncEngine) -> None:
+    """503 until the database's `alembic_version` is this release's head.
+
+    So a release rolled out before its migration ran never takes traffic: its pods stay
+    unready and the old ones keep serving. Once at head, the answer is remembered for the
+    process's life (a schema does not go back), so readiness costs no query after that.
+    """
+    if getattr(request.app.state, "schema_at_head", False):
+        return
+    head = migrations_head()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as conn:
+            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except Exception as error:  # no table yet, or the query failed: not migrated
+        log.warning("database schema unknown", error=type(error).__name__, head=head)
+        current = None
+    if current != head:
+        log.warning("database schema not at head", current=current, head=head)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="database schema not at this release's head"
+        )
+    request.app.state.schema_at_head = True

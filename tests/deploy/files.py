@@ -140,12 +140,3 @@ SERVICE_COMMANDS = frozenset(
     {("auth-service", "serve"), ("auth-service", "migrate"), ("relay-service",)}
 )
 """What a container may run: the console scripts the tests run, nothing else."""
-
-
-def kubernetes_documents() -> list[tuple[Path, dict[str, Any]]]:
-    documents = []
-    for path in sorted(KUBERNETES.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document is not None:
-                documents.append((path, document))
-    return documents
