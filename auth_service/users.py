@@ -14,14 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.core.security import hash_password
 from auth_service.models import User
 from auth_service.schemas import UserCreate, UserUpdate
+from shared.identity import username_key
 
 
 class UsernameTakenError(Exception):
     """Another user has this name (compared regardless of case)."""
-
-
-def username_key(username: str) -> str:
-    return username.lower()
 
 
 def revocation_cutoff() -> datetime:

@@ -94,6 +94,8 @@ def _start(workdir: str, prefix: str, redis: bool, settings: dict[str, str]) -> 
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_SECOND": "1000000",
         "RATE_LIMIT_BURST": "1000000",
+        # The load generator is one address opening thousands of sessions.
+        "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
         **settings,
     }
     if redis:

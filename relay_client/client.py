@@ -24,7 +24,7 @@ from relay_client.auth import login
 from relay_client.backoff import Backoff
 from relay_client.policy import Reconnect, reconnect_policy
 from shared.logging import get_logger
-from shared.protocol import Op
+from shared.protocol import DISPATCH_OPS, Op
 
 log = get_logger(__name__)
 
@@ -257,7 +257,7 @@ class RelayClient:
             self._acked = True
             return
         self._last_sequence = frame.get("s", self._last_sequence)
-        if frame["op"] in (Op.COMMAND, Op.STATUS, Op.EVENT):
+        if frame["op"] in DISPATCH_OPS:
             self._messages.put_nowait(Message.from_frame(frame))
 
     async def _beat(self, ws: ClientConnection, interval: float) -> None:

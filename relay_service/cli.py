@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from relay_service.config import RelaySettings
-from relay_service.main import serve_until_stopped
+from relay_service.server import serve_until_stopped
 from shared.limits import raise_open_file_limit
 from shared.logging import configure_logging
 from shared.settings import load_settings

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
 
-from shared.settings import CommonSettings
+from pydantic import Field, field_validator
+
+from shared.settings import CommaSeparated, CommonSettings
+
+PRE_IDENTIFY_MAX_BYTES = 16 * 1024
+"""The largest frame a client may send before READY (a larger one closes with 1009)."""
 
 
 class RelaySettings(CommonSettings):
@@ -15,11 +20,43 @@ class RelaySettings(CommonSettings):
     rate_limit_per_second: float = Field(default=100, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
     send_queue_limit: int = Field(default=1024, ge=1)
+    send_queue_limit_bytes: int = Field(default=1_048_576, ge=1024)
+    max_connections_per_address: int = Field(default=1024, ge=1)
+    max_sessions_per_user: int = Field(default=64, ge=1)
+    max_connections: int = Field(default=50_000, ge=1)
+    forwarded_allow_ips: CommaSeparated = Field(default_factory=list)
+    listen_backlog: int = Field(default=4096, ge=16, le=65535)
     shutdown_timeout_seconds: float = Field(default=10, gt=0, le=300)
     broker_reconnect_max_seconds: float = Field(default=10, gt=0, le=300)
     broker_publish_queue_limit: int = Field(default=100_000, ge=1)
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            if proxy != "*":
+                ipaddress.ip_network(proxy, strict=False)  # ValueError names the entry
+        return proxies
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """`FORWARDED_ALLOW_IPS` as networks; `*` trusts every peer."""
+        if "*" in self.forwarded_allow_ips:
+            return [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+        return [ipaddress.ip_network(proxy, strict=False) for proxy in self.forwarded_allow_ips]
 
     @property
     def liveness_timeout_seconds(self) -> float:
         """No frame for 1.5 heartbeat intervals closes the session (4009)."""
         return 1.5 * self.heartbeat_interval_ms / 1000
+
+    @property
+    def pre_identify_max_bytes(self) -> int:
+        return min(PRE_IDENTIFY_MAX_BYTES, self.max_message_bytes)

@@ -1,21 +1,68 @@
-"""The relay's WebSocket connection: websockets' own, plus writing a batch of frames at once.
+"""The relay's WebSocket connection: websockets' own, plus what the session needs of it.
 
-`send()` takes a lock-like context, serializes one frame and makes one write system call
-per message. A session whose outbox holds several frames sends them all under one
-context and in one `writelines`, with the same flow control (`drain`) and close handling.
+- `send_texts` writes a batch of frames at once. `send()` takes a lock-like context,
+  serializes one frame and makes one write system call per message; a session whose
+  outbox holds several frames sends them all under one context and in one `writelines`,
+  with the same flow control (`drain`) and close handling.
+- A `guard` (the session) hears of every control frame received, so pings count against
+  the session's rate limit like any frame, and of unsent output past its bound, whatever
+  filled it (pongs to a client that never reads included).
+- `allow_messages_up_to` raises the frame size limit once the session is identified.
+- `release`, set at admission, gives the connection's slot back when its socket closes.
+
+`send_context()`, `protocol.send_text` and `protocol.max_message_size` are websockets
+internals, not its documented API: `pyproject.toml` pins the tested range of websockets and
+`tests/relay/test_connection.py` fails loudly on a release that changed them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+
+
+class ConnectionGuard(Protocol):
+    output_limit_bytes: int
+
+    def control_frame_received(self) -> None: ...
+
+    def output_overflowed(self, buffered_bytes: int) -> None: ...
 
 
 class RelayConnection(ServerConnection):
+    guard: ConnectionGuard | None = None
+    release: Callable[[], None] | None = None
+
     async def send_texts(self, frames: Sequence[bytes]) -> None:
         """Send each of `frames` (UTF-8 JSON) as its own text message, in one write."""
         async with self.send_context():
             for frame in frames:
                 self.protocol.send_text(frame)
             self.transport.writelines(self.protocol.data_to_send())
+
+    def allow_messages_up_to(self, max_bytes: int) -> None:
+        self.protocol.max_message_size = max_bytes
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        guard = self.guard
+        if guard is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
+            guard.control_frame_received()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        guard = self.guard
+        if guard is not None:
+            buffered = self.transport.get_write_buffer_size()
+            if buffered > guard.output_limit_bytes:
+                guard.output_overflowed(buffered)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        release, self.release = self.release, None
+        if release is not None:
+            release()

@@ -1,29 +1,22 @@
 """This replica's identified sessions, indexed by audience, and the fan-out to them.
 
-The hub is synchronous on purpose: delivering a message only appends a frame to each
-listening session's bounded queue, so one slow socket never holds up the others and the
-broker's listener never waits.
+The hub is only a registry and a loop: it does not subscribe the broker (it tells the
+relay which channels became needed or unneeded) and it knows nothing of the wire format
+beyond handing each listener the dispatch's prefix and body. It is synchronous on
+purpose: delivering a message only appends a frame to each listening session's bounded
+outbox, so one slow socket never holds up the others and the broker's listener never
+waits.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Protocol
 
-from relay_service import metrics
-from relay_service.channels import Channels, unpack
-from shared.logging import get_logger
-from shared.protocol import CloseCode, Op
-from shared.revocation import RevocationEvent
+from relay_service import frames, metrics
+from relay_service.channels import Channels
+from shared.protocol import CloseCode
 from shared.tokens import TokenClaims
-
-log = get_logger(__name__)
-
-RECENT_REVOCATION_SECONDS = 10.0
-DISPATCH_PREFIXES: dict[int, bytes] = {
-    op: b'{"op":%d,"s":' % op for op in (Op.COMMAND, Op.STATUS, Op.EVENT)
-}
 
 
 class Listener(Protocol):
@@ -42,17 +35,22 @@ class Hub:
         self._channels = channels
         self._audiences: dict[str, set[Listener]] = {}
         self._sessions: set[Listener] = set()
-        self._recent_revocations: deque[tuple[float, RevocationEvent]] = deque()
+        self._per_user: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def sessions(self) -> list[Listener]:
+        """A copy: closing a session while iterating changes the registry."""
         return list(self._sessions)
+
+    def sessions_of(self, user_id: str) -> int:
+        return self._per_user.get(user_id, 0)
 
     def add(self, session: Listener, claims: TokenClaims) -> list[str]:
         """Register an identified session; returns the channels it is the first to need."""
         self._sessions.add(session)
+        self._per_user[claims.user_id] = self.sessions_of(claims.user_id) + 1
         first = []
         for channel in self._channels.audience_of(claims.user_type, claims.username):
             listeners = self._audiences.setdefault(channel, set())
@@ -61,9 +59,17 @@ class Hub:
             listeners.add(session)
         return first
 
-    def remove(self, session: Listener, claims: TokenClaims) -> list[str]:
-        """Forget a session; returns the channels nobody on this replica needs any more."""
-        self._sessions.discard(session)
+    def remove(self, session: Listener, claims: TokenClaims) -> list[str] | None:
+        """Forget a session; returns the channels nobody on this replica needs any more,
+        or None when the session was not registered (refused at `add`'s caller)."""
+        if session not in self._sessions:
+            return None
+        self._sessions.remove(session)
+        remaining = self._per_user[claims.user_id] - 1
+        if remaining:
+            self._per_user[claims.user_id] = remaining
+        else:
+            del self._per_user[claims.user_id]
         last = []
         for channel in self._channels.audience_of(claims.user_type, claims.username):
             listeners = self._audiences.get(channel)
@@ -76,38 +82,13 @@ class Hub:
         return last
 
     def deliver(self, channel: str, message: bytes) -> None:
-        """The broker's handler: fan a message out to this replica's listeners of `channel`."""
-        if channel == self._channels.revocations:
-            self._revoke_from(message)
-            return
+        """The broker's handler for audience channels: fan out to this replica's listeners."""
         listeners = self._audiences.get(channel)
         if not listeners:
             return
-        op, ts_ms, body = unpack(message)
-        metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - ts_ms / 1000))
-        prefix = DISPATCH_PREFIXES[op]
+        dispatch = frames.unpack(message)
+        metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - dispatch.ts_ms / 1000))
+        prefix = dispatch.prefix
         for session in listeners:
-            session.dispatch(prefix, body)
-        metrics.FRAMES_OUT[op].inc(len(listeners))
-
-    def was_revoked_recently(self, claims: TokenClaims) -> bool:
-        """Covers a revocation published while this session's Identify was being checked."""
-        return any(event.revokes(claims) for _, event in self._recent_revocations)
-
-    def _revoke_from(self, message: bytes) -> None:
-        try:
-            event = RevocationEvent.from_json(message)
-        except (ValueError, KeyError, TypeError) as error:
-            log.error("revocation_event_malformed", error=str(error))
-            return
-        self._revoke(event)
-
-    def _revoke(self, event: RevocationEvent) -> None:
-        now = time.monotonic()
-        self._recent_revocations.append((now, event))
-        while self._recent_revocations[0][0] < now - RECENT_REVOCATION_SECONDS:
-            self._recent_revocations.popleft()
-        for session in self.sessions():
-            claims = session.claims
-            if claims is not None and event.revokes(claims):
-                session.close_soon(CloseCode.AUTHENTICATION_FAILED, "token revoked")
+            session.dispatch(prefix, dispatch.body)
+        metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))

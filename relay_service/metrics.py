@@ -20,6 +20,11 @@ BROKER_RECONNECTS = Counter("relay_broker_reconnects_total", "Broker reconnectio
 BROKER_DROPPED = Counter(
     "relay_broker_dropped_messages_total", "Messages that could not be published to the broker"
 )
+BROKER_BAD_MESSAGES = Counter(
+    "relay_broker_bad_messages_total",
+    "Broker messages skipped: malformed, of an unknown format version, or failing their handler",
+    ["reason"],
+)
 
 FRAMES_IN: dict[int, Counter] = {
     op: FRAMES.labels(op=str(int(op)), direction="in") for op in CLIENT_OPS

@@ -1,31 +1,35 @@
-"""One WebSocket connection: the protocol's state machine (SPEC section 1).
+"""One WebSocket connection: the protocol's state machine.
+
+    CONNECTED ──Identify──▶ IDENTIFYING ──audiences joined──▶ IDENTIFIED
+        │                       │                                  │
+        └───────────────────────┴──────── any close ──────────────┴──▶ CLOSING
 
 A session has one receiver (the connection's handler task, reading and validating
-frames) and at most one sender (a task writing the session's bounded outbox to the
-socket, started when a frame is queued and ended when the outbox is empty, so an idle
-session holds no task); when the receiver ends, the sender is cancelled, and a sender
-that fails closes the session. Everything a session sends goes through the
-outbox, so the hub's fan-out never waits on this socket: past `SEND_QUEUE_LIMIT`
-queued frames the session is closed with 4013.
+frames) and an `Outbox` for everything it sends, so the hub's fan-out never waits on this
+socket. While IDENTIFYING, dispatches that arrive are held and queued after READY, which
+is sent only once the broker confirmed the session's audiences. Once CLOSING, nothing
+more is read, queued or relayed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections import deque
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Protocol
 
 import structlog
 from websockets.exceptions import ConnectionClosed
 
-from relay_service import metrics
-from relay_service.channels import pack
+from relay_service import frames, metrics
+from relay_service.channels import Channels
+from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
+from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
-from shared.identity import UserType
+from relay_service.routing import route
+from shared.clock import now_ms
 from shared.logging import get_logger
 from shared.protocol import (
     ClientFrame,
@@ -33,46 +37,88 @@ from shared.protocol import (
     IdentifyData,
     Op,
     ProtocolError,
-    StatusData,
-    TargetedData,
     decode_frame,
-    dumps,
-    event_name,
     heartbeat_sequence,
     parse_data,
 )
-from shared.tokens import InvalidTokenError, TokenClaims
-
-if TYPE_CHECKING:
-    from relay_service.main import Relay
+from shared.tokens import TokenClaims
 
 log = get_logger(__name__)
 
-SEND_BATCH = 64
-"""Frames written to a socket in one system call, at most."""
-HEARTBEAT_ACK = dumps({"op": Op.HEARTBEAT_ACK, "d": None})
+
+class State(Enum):
+    CONNECTED = "connected"
+    IDENTIFYING = "identifying"
+    IDENTIFIED = "identified"
+    CLOSING = "closing"
+
+
+class SessionHost(Protocol):
+    """What a session needs of the relay that serves it."""
+
+    settings: RelaySettings
+    channels: Channels
+
+    async def authenticate(self, token: str) -> TokenClaims:
+        """The token's claims, or `ProtocolError` 4004."""
+
+    async def join(self, session: Session, claims: TokenClaims) -> None:
+        """Make the session a listener of its audiences, subscribed when this returns."""
+
+    async def leave(self, session: Session, claims: TokenClaims) -> None: ...
+
+    def publish(self, channel: str, message: bytes) -> None: ...
 
 
 class Session:
-    def __init__(self, ws: RelayConnection, relay: Relay) -> None:
+    __slots__ = (
+        "_bucket",
+        "_claims",
+        "_close_code",
+        "_closer",
+        "_held",
+        "_host",
+        "_outbox",
+        "_sender_stamp",
+        "_sequence",
+        "_settings",
+        "_ws",
+        "output_limit_bytes",
+        "session_id",
+        "state",
+    )
+
+    def __init__(self, ws: RelayConnection, host: SessionHost) -> None:
         self.session_id = uuid.uuid4().hex
+        self.state = State.CONNECTED
         self._claims: TokenClaims | None = None
         self._ws = ws
-        self._relay = relay
-        self._settings = relay.settings
+        self._host = host
+        self._settings = host.settings
         self._bucket = TokenBucket(
             self._settings.rate_limit_per_second, self._settings.rate_limit_burst
         )
-        self._outbox: deque[bytes] = deque()
+        self.output_limit_bytes = self._settings.send_queue_limit_bytes
+        self._outbox = Outbox(
+            ws,
+            limit=self._settings.send_queue_limit,
+            limit_bytes=self.output_limit_bytes,
+            on_failure=self._on_send_failure,
+        )
         self._sequence = 0
-        self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
         self._held: list[bytes] | None = None
 
     @property
     def claims(self) -> TokenClaims | None:
         return self._claims
+
+    @property
+    def closing(self) -> bool:
+        """Asked through a property: the state changes across awaits, which mypy cannot see."""
+        return self.state is State.CLOSING
 
     def _logger(self) -> structlog.stdlib.BoundLogger:
         """Bound to this session explicitly: the hub may close it from another's task.
@@ -91,8 +137,11 @@ class Session:
         """Serve the connection until it closes, whoever closes it."""
         structlog.contextvars.bind_contextvars(session=self.session_id)
         metrics.SOCKETS.inc()
+        self._ws.guard = self
         try:
-            await self._ws.send_texts([self._hello()])
+            await self._ws.send_texts(
+                [frames.hello(self._settings.heartbeat_interval_ms, self.session_id)]
+            )
             metrics.FRAMES_OUT[Op.HELLO].inc()
             await self._receive_forever()
         except ProtocolError as error:
@@ -106,21 +155,27 @@ class Session:
             await self._finish()
 
     def dispatch(self, prefix: bytes, body: bytes) -> None:
-        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`."""
-        self._sequence += 1
-        frame = b"%b%d,%b" % (prefix, self._sequence, body)
-        if self._held is not None:
-            self._held.append(frame)
-        else:
-            self._enqueue(frame)
+        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
+
+        The fan-out's hot path: one call per delivery, so the state is compared here
+        directly rather than through `closing` and `_send`."""
+        state = self.state
+        if state is State.IDENTIFIED:
+            self._sequence += 1
+            if not self._outbox.put(frames.numbered(prefix, self._sequence, body)):
+                self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+        elif state is State.IDENTIFYING and self._held is not None:
+            self._sequence += 1
+            self._held.append(frames.numbered(prefix, self._sequence, body))
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
-        if self._closer is not None:
+        if self.closing:
             return
-        self._outbox.clear()
-        if self._sender is not None:
-            self._sender.cancel()
+        self.state = State.CLOSING
+        self._close_code = code
+        self._held = None
+        self._outbox.discard()
         self._logger().info("session_closing", code=int(code), reason=reason)
         self._closer = asyncio.create_task(self._close(code, reason))
 
@@ -138,7 +193,7 @@ class Session:
         loop = asyncio.get_running_loop()
         identify_deadline = loop.time() + self._settings.identify_timeout_ms / 1000
         liveness = self._settings.liveness_timeout_seconds
-        while self._closer is None:
+        while not self.closing:
             deadline = loop.time() + liveness
             if self._claims is None:
                 deadline = min(deadline, identify_deadline)
@@ -148,7 +203,7 @@ class Session:
             except TimeoutError:
                 reason = "no heartbeat in time" if self._claims else "no identify in time"
                 raise ProtocolError(CloseCode.SESSION_TIMED_OUT, reason) from None
-            if self._closer is not None:
+            if self.closing:
                 return
             await self._handle(raw)
 
@@ -161,23 +216,22 @@ class Session:
         metrics.FRAMES_IN[frame.op].inc()
         if frame.op == Op.HEARTBEAT:
             heartbeat_sequence(frame.d)
-            self._enqueue(HEARTBEAT_ACK)
+            self._send(frames.HEARTBEAT_ACK)
             metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
+        elif frame.op == Op.HEARTBEAT_ACK:
+            heartbeat_sequence(frame.d)
         elif frame.op == Op.IDENTIFY:
             await self._identify(frame)
-        elif frame.op != Op.HEARTBEAT_ACK:
+        else:
             self._relay_message(frame)
 
     async def _identify(self, frame: ClientFrame) -> None:
-        if self._claims is not None:
+        if self.state is not State.CONNECTED:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
         token = parse_data(IdentifyData, frame.d).token
-        try:
-            claims = self._relay.verifier.verify(token)
-        except InvalidTokenError:
-            raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "invalid token") from None
-        if await self._relay.is_revoked(claims):
-            raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "token revoked")
+        claims = await self._host.authenticate(token)
+        if self.closing:
+            return
         self._claims = claims
         self._sender_stamp = {
             "id": claims.user_id,
@@ -187,111 +241,71 @@ class Session:
         structlog.contextvars.bind_contextvars(
             user=claims.username, user_type=claims.user_type.value
         )
-        self._sequence = 1
+        self.state = State.IDENTIFYING
         self._held = []
-        await self._relay.join(self, claims)
-        self._release_ready()
-        self._logger().info("session_identified")
+        self._sequence = 1
+        await self._host.join(self, claims)
+        if self.state is State.IDENTIFYING:
+            self._release_ready()
+            self._logger().info("session_identified")
 
     def _release_ready(self) -> None:
         """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
         held, self._held = self._held or [], None
-        self._enqueue(self._ready())
+        self.state = State.IDENTIFIED
+        self._ws.allow_messages_up_to(self._settings.max_message_bytes)
+        self._send(frames.ready(self.session_id, self._sender_stamp))
         metrics.FRAMES_OUT[Op.EVENT].inc()
         for frame in held:
-            self._enqueue(frame)
+            self._send(frame)
 
     def _relay_message(self, frame: ClientFrame) -> None:
-        claims = self._claims
-        if claims is None:
+        if self.state is not State.IDENTIFIED:
             raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
-        op = Op(frame.op)
-        channel, data = self._route(op, claims.user_type, frame)
-        ts_ms = int(time.time() * 1000)
+        assert self._claims is not None
+        routed = route(frame, self._claims.user_type, self._host.channels)
+        ts_ms = now_ms()
         stamped = {
-            "id": data.id or uuid.uuid4().hex,
+            "id": routed.data.id or uuid.uuid4().hex,
             "from": self._sender_stamp,
-            "target": getattr(data, "target", None),
-            "payload": data.payload,
+            "target": routed.target,
+            "payload": routed.data.payload,
             "ts": ts_ms,
         }
-        message: dict[str, Any] = {"t": frame.t, "d": stamped} if op == Op.EVENT else {"d": stamped}
-        try:
-            body = dumps(message)[1:]
-        except TypeError as error:  # orjson: an integer beyond 64 bits, say
-            raise ProtocolError(
-                CloseCode.DECODE_ERROR, f"payload cannot be relayed: {error}"
-            ) from None
-        self._relay.publish(channel, pack(op, ts_ms, body))
-
-    def _route(
-        self, op: Op, user_type: UserType, frame: ClientFrame
-    ) -> tuple[str, StatusData | TargetedData]:
-        """Who may send what (SPEC's delivery table), and to which channel it goes."""
-        channels = self._relay.channels
-        if op == Op.STATUS:
-            if user_type is not UserType.FACTORY:
-                raise ProtocolError(CloseCode.NOT_AUTHORIZED, "only factories send statuses")
-            return channels.observers, parse_data(StatusData, frame.d)
-        if op == Op.COMMAND and not user_type.is_controller:
-            raise ProtocolError(CloseCode.NOT_AUTHORIZED, "only operators and admins send commands")
-        if op == Op.EVENT:
-            if user_type is UserType.VIEWER:
-                raise ProtocolError(CloseCode.NOT_AUTHORIZED, "viewers do not send events")
-            event_name(frame)
-        data = parse_data(TargetedData, frame.d)
-        if user_type is UserType.FACTORY:
-            if data.target is not None:
-                raise ProtocolError(
-                    CloseCode.DECODE_ERROR, "a factory's events go to every observer"
-                )
-            return channels.observers, data
-        if data.target is None:
-            return channels.factories, data
-        return channels.factory(data.target), data
+        body = frames.dispatch_body(routed.op, frame.t, stamped)
+        self._host.publish(routed.channel, frames.pack(frames.Dispatch(routed.op, ts_ms, body)))
 
     # -- sending ------------------------------------------------------------------
 
-    def _enqueue(self, frame: bytes) -> None:
-        if self._closer is not None:
+    def _send(self, frame: bytes) -> None:
+        if self.closing:
             return
-        if len(self._outbox) >= self._settings.send_queue_limit:
+        if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
-            return
-        self._outbox.append(frame)
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_queued())
-            self._sender.add_done_callback(self._on_sender_done)
 
-    async def _send_queued(self) -> None:
-        """Write the outbox in batches until it is empty, then end: idle sessions hold no task.
+    # -- the connection's guard: control frames and unsent output -------------------
 
-        `_sender` is cleared here, with no await between the empty check and the clearing,
-        so a frame queued at any moment either is sent by this task or starts the next one.
-        """
-        outbox = self._outbox
-        while outbox:
-            batch = [outbox.popleft() for _ in range(min(len(outbox), SEND_BATCH))]
-            await self._ws.send_texts(batch)
-        self._sender = None
+    def control_frame_received(self) -> None:
+        """A ping (answered by websockets itself) costs a token like any frame."""
+        if not self._bucket.take():
+            self.close_soon(CloseCode.RATE_LIMITED, "too many frames")
 
-    def _on_sender_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        if isinstance(task.exception(), ConnectionClosed):
-            return
-        self._logger().error("sender_failed", exc_info=task.exception())
+    def output_overflowed(self, buffered_bytes: int) -> None:
+        self.close_soon(CloseCode.TOO_SLOW, "unsent output over its limit")
+
+    def _on_send_failure(self, error: BaseException) -> None:
+        self._logger().error("sender_failed", exc_info=error)
         self.close_soon(CloseCode.UNKNOWN_ERROR, "internal error")
 
     async def _finish(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
+        self._ws.guard = None
+        self._outbox.discard()
         if self._closer is not None:
             await self._discard_until_closed()
             with suppress(ConnectionClosed, asyncio.CancelledError):
                 await self._closer
         if self._claims is not None:
-            await self._relay.leave(self, self._claims)
+            await self._host.leave(self, self._claims)
         metrics.SOCKETS.dec()
         self._count_close()
 
@@ -302,30 +316,10 @@ class Session:
                 pass
 
     def _count_close(self) -> None:
-        """Count the closes the server started, its own codes and websockets' (1009) alike."""
+        """Count the closes the server started: its own codes (even when the close frame
+        could not reach a peer that stopped reading) and websockets' own (1009)."""
         protocol = self._ws.protocol
-        if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+        if self._close_code is not None:
+            metrics.CLOSES.labels(code=str(int(self._close_code))).inc()
+        elif protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
             metrics.CLOSES.labels(code=str(protocol.close_sent.code)).inc()
-
-    # -- the server's own frames --------------------------------------------------
-
-    def _hello(self) -> bytes:
-        return dumps(
-            {
-                "op": Op.HELLO,
-                "d": {
-                    "heartbeat_interval": self._settings.heartbeat_interval_ms,
-                    "session_id": self.session_id,
-                },
-            }
-        )
-
-    def _ready(self) -> bytes:
-        return dumps(
-            {
-                "op": Op.EVENT,
-                "t": "READY",
-                "s": 1,
-                "d": {"session_id": self.session_id, "user": self._sender_stamp},
-            }
-        )

@@ -18,7 +18,7 @@ class UserType(StrEnum):
         """Admins can do all an operator can: send commands and events to factories."""
         return self in (UserType.ADMIN, UserType.OPERATOR)
 
-    @property
-    def is_observer(self) -> bool:
-        """Admins, operators and viewers receive what factories report."""
-        return self is not UserType.FACTORY
+
+def username_key(username: str) -> str:
+    """The case-insensitive key of a username: names are unique regardless of case."""
+    return username.lower()

@@ -7,8 +7,10 @@ before it spends any work on a payload it would refuse anyway.
 
 from __future__ import annotations
 
+import json
+import math
 from enum import IntEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 from pydantic import (
@@ -25,7 +27,9 @@ from shared.identity import USERNAME_PATTERN
 
 EVENT_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
-RESERVED_EVENT_NAMES = frozenset({"READY", "RECONNECT", "PRESENCE_UPDATE"})
+RESERVED_EVENT_NAMES = frozenset(
+    {"READY", "RECONNECT", "PRESENCE_UPDATE", "REFRESHED", "DELIVERY_FAILED"}
+)
 MAX_TOKEN_LENGTH = 8192
 
 
@@ -39,10 +43,8 @@ class Op(IntEnum):
     EVENT = 6
 
 
-CLIENT_OPS = frozenset(
-    {Op.HEARTBEAT, Op.HEARTBEAT_ACK, Op.IDENTIFY, Op.COMMAND, Op.STATUS, Op.EVENT}
-)
 DISPATCH_OPS = frozenset({Op.COMMAND, Op.STATUS, Op.EVENT})
+CLIENT_OPS = frozenset({Op.HEARTBEAT, Op.HEARTBEAT_ACK, Op.IDENTIFY, *DISPATCH_OPS})
 SERVER_OPS = frozenset({Op.HELLO, Op.HEARTBEAT_ACK, *DISPATCH_OPS})
 
 
@@ -56,6 +58,7 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4008
     SESSION_TIMED_OUT = 4009
     NOT_AUTHORIZED = 4010
+    TOO_MANY_SESSIONS = 4011
     TOO_SLOW = 4013
     MESSAGE_TOO_BIG = 1009
     SERVICE_RESTART = 1012
@@ -117,10 +120,44 @@ class TargetedData(_Stampable):
 _HEARTBEAT_SEQUENCE: TypeAdapter[int | None] = TypeAdapter(Annotated[StrictInt, Field(ge=0)] | None)
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("duplicate key")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text[:24]}")
+    return value
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_object, parse_float=_finite, parse_constant=_no_constant
+)
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """RFC 8259 JSON and nothing looser: no NaN or Infinity, no number that overflows a
+    double, no duplicate key anywhere (parsers disagree on which one wins); else 4002."""
+    try:
+        text = raw if isinstance(raw, str) else raw.decode()
+        return _STRICT_JSON.decode(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeError too
+        raise ProtocolError(CloseCode.DECODE_ERROR, f"not strict JSON: {error}"[:100]) from None
+
+
 def decode_frame(raw: str | bytes) -> ClientFrame:
     """Parse the envelope of a client frame; bad JSON or shapes are 4002, bad ops 4001."""
+    value = loads_strict(raw)
     try:
-        frame = ClientFrame.model_validate_json(raw)
+        frame = ClientFrame.model_validate(value)
     except ValidationError as error:
         raise ProtocolError(CloseCode.DECODE_ERROR, _first_problem(error)) from None
     if frame.op not in CLIENT_OPS:
@@ -139,7 +176,7 @@ def parse_data(model: type[ModelT], data: Any) -> ModelT:
 
 
 def heartbeat_sequence(data: Any) -> int | None:
-    """`d` of a Heartbeat: the last `s` the client saw, or null; anything else is 4002."""
+    """`d` of a Heartbeat or Heartbeat ACK: the last `s` seen, or null; anything else is 4002."""
     try:
         return _HEARTBEAT_SEQUENCE.validate_python(data)
     except ValidationError as error:

@@ -10,7 +10,7 @@ from auth_service import users
 from auth_service.api.deps import CurrentUser, ServicesDep, SessionDep
 from auth_service.models import User
 from auth_service.schemas import LiveKitTokenResponse
-from shared.identity import USERNAME_PATTERN, UserType
+from shared.identity import USERNAME_PATTERN, UserType, username_key
 
 router = APIRouter(prefix="/livekit", tags=["livekit"])
 
@@ -28,7 +28,7 @@ RoomQuery = Annotated[
 async def resolve_room(user: User, room: str | None, session: SessionDep) -> str:
     """A factory's own room, or the existing factory room another user asks for."""
     if user.type is UserType.FACTORY:
-        if room is not None and room.lower() != user.username.lower():
+        if room is not None and username_key(room) != username_key(user.username):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a factory joins its own room")
         return user.username
     if room is None:

@@ -1,32 +1,92 @@
-"""The broker contract (after encode/broadcaster): connect, subscribe, publish, one listener."""
+"""The broker contract (after encode/broadcaster): connect, subscribe, publish, one listener.
+
+A broker carries each published message once to every replica subscribed to its channel,
+this one included. Delivery is at most once: a message published while the broker is
+unreachable, or that does not fit its publish queue, is dropped and counted
+(`relay_broker_dropped_messages_total`), never delivered late.
+
+The handler is registered once, at construction. It is synchronous and called from the
+broker's own listener (never from the publisher's call stack), once per message, in the
+order of the channel. It must not raise: a message it cannot use it rejects with
+`BadMessageError`; whatever it raises is caught here, counted
+(`relay_broker_bad_messages_total{reason}`) and logged, and the listener goes on with the
+next message.
+"""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+
+from relay_service import metrics
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
 """Called with `(channel, message)` for every message on a subscribed channel, in order."""
 
+BAD_MESSAGE_LOG_SECONDS = 10.0
+"""At most one log line per reason and channel this often: a replica of another version
+during a rolling upgrade must not flood the log with one line per message."""
+
+
+class BadMessageError(Exception):
+    """A message its handler cannot use (malformed, or of an unknown format version)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
 
 class Broker(ABC):
-    @abstractmethod
-    async def connect(self) -> None: ...
+    def __init__(self, on_message: MessageHandler) -> None:
+        self._on_message = on_message
+        self._bad_logged_at: dict[tuple[str, str], float] = {}
 
     @abstractmethod
-    async def disconnect(self) -> None: ...
+    async def connect(self) -> None:
+        """Start the listener (and publisher); returns at once, connecting in the background."""
 
     @abstractmethod
-    async def subscribe(self, channel: str) -> None: ...
+    async def disconnect(self) -> None:
+        """Stop the listener and publisher; messages still queued are dropped."""
 
     @abstractmethod
-    async def unsubscribe(self, channel: str) -> None: ...
+    async def subscribe(self, channel: str) -> None:
+        """Hear `channel`: when this returns (the broker confirmed, or after a bounded wait
+        while it is unreachable), every message published to it afterwards is handled.
+        While disconnected, the subscription is remembered and made on reconnect."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop hearing `channel` (remembered across reconnects too)."""
 
     @abstractmethod
     def publish(self, channel: str, message: bytes) -> None:
-        """Queue `message` for every replica; never blocks, keeps the caller's order."""
+        """Queue `message` for every replica; never blocks, keeps the caller's order.
+
+        When the publish queue is full the message is dropped and counted at once."""
 
     @property
     @abstractmethod
     def ready(self) -> bool:
         """Whether messages published now reach the other replicas."""
+
+    def _hand_over(self, channel: str, message: bytes) -> None:
+        """Give one message to the handler; nothing it raises reaches the listener."""
+        try:
+            self._on_message(channel, message)
+        except BadMessageError as rejected:
+            self._count_bad(channel, rejected.reason, str(rejected))
+        except Exception as error:
+            self._count_bad(channel, "handler_error", repr(error))
+
+    def _count_bad(self, channel: str, reason: str, detail: str) -> None:
+        metrics.BROKER_BAD_MESSAGES.labels(reason=reason).inc()
+        now = time.monotonic()
+        key = (channel, reason)
+        if now - self._bad_logged_at.get(key, -BAD_MESSAGE_LOG_SECONDS) >= BAD_MESSAGE_LOG_SECONDS:
+            self._bad_logged_at[key] = now
+            log.error("broker_message_skipped", channel=channel, reason=reason, error=detail)

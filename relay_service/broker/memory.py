@@ -1,13 +1,20 @@
-"""The embedded default: one replica, messages handed straight to its own sessions."""
+"""The embedded default: one replica, messages handed to its own sessions in process.
+
+Like the Redis broker, the handler runs in the event loop's own turn (`call_soon`), not in
+the publisher's call stack: a sender's task never runs the fan-out, so nothing the fan-out
+does can fail the sender, and the order of each channel is kept (callbacks run FIFO).
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from relay_service.broker.base import Broker, MessageHandler
 
 
 class MemoryBroker(Broker):
     def __init__(self, on_message: MessageHandler) -> None:
-        self._on_message = on_message
+        super().__init__(on_message)
         self._channels: set[str] = set()
 
     async def connect(self) -> None:
@@ -23,8 +30,12 @@ class MemoryBroker(Broker):
         self._channels.discard(channel)
 
     def publish(self, channel: str, message: bytes) -> None:
+        asyncio.get_running_loop().call_soon(self._deliver, channel, message)
+
+    def _deliver(self, channel: str, message: bytes) -> None:
+        """Checked at delivery, like Redis: a channel subscribed meanwhile hears it."""
         if channel in self._channels:
-            self._on_message(channel, message)
+            self._hand_over(channel, message)
 
     @property
     def ready(self) -> bool:

@@ -41,8 +41,8 @@ class RedisBroker(Broker):
         reconnect_max_seconds: float,
         publish_queue_limit: int,
     ) -> None:
+        super().__init__(on_message)
         self._client = client
-        self._on_message = on_message
         self._reconnect_max_seconds = reconnect_max_seconds
         self._publish_queue_limit = publish_queue_limit
         self._channels: set[str] = set()
@@ -138,7 +138,7 @@ class RedisBroker(Broker):
     def _route(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()
         if message["type"] == "message":
-            self._on_message(channel, message["data"])
+            self._hand_over(channel, message["data"])
         elif message["type"] == "subscribe":
             confirmed = self._confirmations.pop(channel, None)
             if confirmed is not None and not confirmed.done():

@@ -23,8 +23,7 @@ from auth_service.core.security import hash_password
 from auth_service.main import create_app
 from auth_service.models import User
 from auth_service.services import Services
-from auth_service.users import username_key
-from shared.identity import UserType
+from shared.identity import UserType, username_key
 
 PASSWORD = "correct horse battery"
 JWT_SECRET = "test-secret-" + "x" * 32

@@ -14,8 +14,7 @@ from schemathesis.checks import not_a_server_error
 from auth_service.core.db import create_engine, session_factory
 from auth_service.main import create_app
 from auth_service.models import User
-from auth_service.users import username_key
-from shared.identity import UserType
+from shared.identity import UserType, username_key
 from tests.auth.conftest import make_settings
 
 

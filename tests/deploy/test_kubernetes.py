@@ -246,6 +246,7 @@ def memory_bytes(quantity: str) -> int:
 
 
 def test_relay_memory_holds_the_sessions_it_is_sized_for(app: list[Manifest]) -> None:
+    assert int(config(app)["MAX_CONNECTIONS"]) == SESSIONS_PER_REPLICA
     relay = container(find(app, "Deployment", "relay"))["resources"]
     assert relay["requests"]["cpu"] == relay["limits"]["cpu"], "Guaranteed QoS"
     sessions = SESSIONS_PER_REPLICA * SESSION_BYTES

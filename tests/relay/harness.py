@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from shared.identity import UserType
-from shared.protocol import CloseCode, Op
+from shared.protocol import DISPATCH_OPS, CloseCode, Op
 from shared.tokens import TokenClaims, TokenIssuer
 from tests.processes import RelayProcess, free_port
 
@@ -192,7 +192,7 @@ class Client:
         """The next op 4, 5 or 6 frame (heartbeat ACKs are not dispatches)."""
         while True:
             frame = await self.recv(within)
-            if frame["op"] in (Op.COMMAND, Op.STATUS, Op.EVENT):
+            if frame["op"] in DISPATCH_OPS:
                 return frame
             self.skipped.append(frame)
 

@@ -43,6 +43,12 @@ class StalledClient:
         assert json.loads(client.texts[1])["t"] == "READY", client.texts
         return client
 
+    async def ping_flood(self, count: int, payload: bytes = b"") -> None:
+        """Send `count` WebSocket pings, reading nothing (their pongs pile up at the relay)."""
+        for _ in range(count):
+            self._protocol.send_ping(payload)
+        await self._flush()
+
     async def read_until_closed(self) -> int | None:
         """Resume reading: everything queued, then the close frame; its code."""
         await self._read_until(lambda: self.close_code is not None)

@@ -16,10 +16,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay_service.channels import Channels, unpack
+from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
-from relay_service.main import Relay
+from relay_service.frames import unpack
+from relay_service.relay import Relay
 from relay_service.session import Session
 from shared.identity import USERNAME_PATTERN, UserType
 from shared.protocol import (
@@ -235,6 +236,10 @@ class SilentConnection:
     """Stands in for the socket: what the session writes is dropped, closing does nothing."""
 
     close_timeout = 1.0
+    guard: object = None
+
+    def allow_messages_up_to(self, max_bytes: int) -> None:
+        return None
 
     async def send_texts(self, frames: list[bytes]) -> None:
         return None
@@ -270,7 +275,8 @@ def test_routing_follows_the_delivery_table_and_stamps_every_message(
     assert code is None
     [(channel, message)] = relay.published
     assert channel == expected
-    op, ts_ms, body = unpack(message)
+    dispatch = unpack(message)
+    op, ts_ms, body = dispatch.op, dispatch.ts_ms, dispatch.body
     assert op == frame["op"]
     delivered = orjson.loads(b"{" + body)
     assert delivered.get("t") == frame.get("t")
