@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,8 +47,16 @@ LOGINS = Counter(
 router = APIRouter(tags=["metrics"])
 
 
+FORWARDED_HEADER = "x-forwarded-for"
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    """For scrapers that reach the pod itself. A request relayed by a proxy (the ingress,
+    whose `/` routes here, or nginx) carries X-Forwarded-For and gets 404: the metrics
+    are never published to the internet, whatever the proxy in front forgets to block."""
+    if FORWARDED_HEADER in request.headers:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

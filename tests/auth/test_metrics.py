@@ -62,3 +62,10 @@ async def test_login_outcomes_are_counted_without_names(
     text = (await client.get("/metrics")).text
     assert admin.username not in text
     assert "/metrics" not in (await client.get("/openapi.json")).text
+
+
+async def test_metrics_are_not_served_through_a_proxy(client: httpx.AsyncClient) -> None:
+    """The ingress routes `/` to the auth service: what it relays must not reach /metrics."""
+    relayed = await client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert relayed.status_code == 404
+    assert relayed.json() == {"detail": "Not Found"}
