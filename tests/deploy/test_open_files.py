@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -60,7 +61,8 @@ def stack(redis_url: str, redis_prefix: str) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def redis_prefix() -> str:
-    return "deploy-open-files"
+    """The module's own namespace (the sessions are shared by its two tests)."""
+    return f"deploy-open-files-{uuid.uuid4().hex[:10]}"
 
 
 async def open_session(url: str, token: str) -> ClientConnection:
