@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CONSOLE_ORIGINS := http://127.0.0.1:8000,http://localhost:8000
+CONSOLE_RELAY_URL := ws://127.0.0.1:8001/ws
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint migrate bench clean
@@ -23,11 +24,13 @@ install: $(INSTALLED) ## Create .venv and install the project with its dev tools
 .env:
 	@$(PYTHON) -c 'import secrets; print("JWT_SECRET=" + secrets.token_urlsafe(32))' > .env
 	@echo "CORS_ORIGINS=$(CONSOLE_ORIGINS)" >> .env
+	@echo "RELAY_PUBLIC_URL=$(CONSOLE_RELAY_URL)" >> .env
 	@chmod 600 .env
 	@echo "wrote .env with a random JWT_SECRET"
 
 run: $(INSTALLED) .env ## Start the auth service (:8000), the relay (:8001) and a simulated factory
 	@grep -q '^CORS_ORIGINS=' .env || echo "CORS_ORIGINS=$(CONSOLE_ORIGINS)" >> .env
+	@grep -q '^RELAY_PUBLIC_URL=' .env || echo "RELAY_PUBLIC_URL=$(CONSOLE_RELAY_URL)" >> .env
 	$(BIN)/auth-service migrate
 	$(BIN)/auth-service demo-users
 	@echo "operator console: http://127.0.0.1:8000/console/"

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from auth_service import metrics
 from auth_service.api import auth, health, livekit, users
+from auth_service.api.console import mount_console
 from auth_service.core.config import AuthSettings
 from auth_service.services import open_services
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-CONSOLE_DIRECTORY = Path(__file__).parent / "console"
-"""The operator console: static files, served at `/console/`."""
 
 
 class JSONCORSMiddleware(CORSMiddleware):
@@ -103,11 +99,5 @@ def create_app(settings: AuthSettings) -> FastAPI:
     app.add_exception_handler(Exception, internal_error)
     for module in (auth, users, livekit, health, metrics):
         app.include_router(module.router)
-
-    @app.get("/console", include_in_schema=False)
-    async def console_redirect(request: Request) -> RedirectResponse:
-        query = f"?{request.url.query}" if request.url.query else ""
-        return RedirectResponse(f"/console/{query}")
-
-    app.mount("/console", StaticFiles(directory=CONSOLE_DIRECTORY, html=True), name="console")
+    mount_console(app, settings)
     return app

@@ -6,7 +6,7 @@ async with RelayClient("ws://relay:8001/ws", token=token) as client:
         print(message.op, message.payload)
 """
 
-from relay_client.auth import login
+from relay_client.auth import LoginError, LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
 from relay_client.client import (
     ClientStoppedError,
@@ -19,6 +19,9 @@ from relay_client.policy import Reconnect, reconnect_policy
 __all__ = [
     "Backoff",
     "ClientStoppedError",
+    "LoginError",
+    "LoginRefusedError",
+    "LoginUnavailableError",
     "Message",
     "Reconnect",
     "RelayClient",

@@ -2,9 +2,11 @@
 
 It identifies, heartbeats on the server's interval (the first beat at a random point of
 the first interval, so clients connected together don't beat together), treats a missing
-ACK between two beats as a dead connection, and reconnects as the SPEC's close-code table
-says (`relay_client.policy`): with backoff and jitter, at once on 1012, with a new token on
-4004, never on the codes that mean the client is wrong.
+ACK between two beats as a dead connection, and reconnects as the close-code table says
+(`relay_client.policy`): with backoff and jitter, at once on 1012, with a new token on
+4004, never on the codes that mean the client is wrong. A few minutes before its token
+expires it gets a fresh one (from its credentials or token provider) and sends it on the
+live session (op 7), so the session never ends with its token.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from relay_client.auth import login
+from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
 from relay_client.policy import Reconnect, reconnect_policy
 from shared.logging import get_logger
@@ -30,6 +34,23 @@ log = get_logger(__name__)
 
 TokenProvider = Callable[[], Awaitable[str]]
 CLOSE_TIMEOUT_SECONDS = 2.0
+REFRESH_MARGIN_SECONDS = 300.0
+"""Refresh this long before the token expires, or a quarter of its life if that is shorter."""
+REFRESH_RETRY_SECONDS = 10.0
+SERVER_EVENTS = frozenset({"READY", "REFRESHED"})
+"""Events the server sends about the session itself: handled here, not yielded."""
+
+
+def refresh_delay(token: str, now: float) -> float:
+    """Seconds until the session should send a fresh token (0: at once).
+
+    The client reads its own token's `iat` and `exp` without verifying it: only the
+    servers decide what a token is worth; this is when to ask for the next one.
+    """
+    claims = jwt.decode(token, options={"verify_signature": False})
+    issued_at, expires_at = float(claims["iat"]), float(claims["exp"])
+    margin = min(REFRESH_MARGIN_SECONDS, (expires_at - issued_at) / 4)
+    return max(0.0, expires_at - margin - now)
 
 
 class ClientStoppedError(Exception):
@@ -105,6 +126,7 @@ class RelayClient:
         self._runner: asyncio.Task[None] | None = None
         self._last_sequence: int | None = None
         self._acked = True
+        self._retry_after: float | None = None
         self.user: Sender | None = None
         self.session_id: str | None = None
         self.sessions_opened = 0
@@ -190,7 +212,11 @@ class RelayClient:
 
     async def _run_forever(self) -> None:
         while True:
-            code = await self._one_session()
+            try:
+                code = await self._one_session()
+            except LoginRefusedError as refused:  # retrying would keep the account throttled
+                self._stop(ClientStoppedError(str(refused)), cause=refused)
+                return
             policy = reconnect_policy(code)
             if policy is Reconnect.NEVER:
                 self._stop(ClientStoppedError(f"closed with {code}: fix the client", code))
@@ -201,6 +227,7 @@ class RelayClient:
                     return
                 self._token = None
             delay = self._backoff.next_delay(at_once=policy is Reconnect.AT_ONCE)
+            delay, self._retry_after = max(delay, self._retry_after or 0.0), None
             log.info("relay_reconnecting", close_code=code, delay=round(delay, 2))
             await asyncio.sleep(delay)
 
@@ -216,7 +243,12 @@ class RelayClient:
             return closed.rcvd.code if closed.rcvd is not None else None
         except (OSError, InvalidHandshake, TimeoutError, _ZombieConnectionError) as error:
             log.warning("relay_connection_failed", error=repr(error))
-        except Exception as error:  # a login failure, say: retry with backoff
+        except LoginUnavailableError as error:
+            log.warning("relay_login_failed", error=str(error), retry_after=error.retry_after)
+            self._retry_after = error.retry_after
+        except LoginRefusedError:
+            raise
+        except Exception as error:  # from a caller's token provider, say: retry with backoff
             log.warning("relay_session_failed", error=repr(error))
         finally:
             self._ready.clear()
@@ -230,15 +262,17 @@ class RelayClient:
         ready = orjson.loads(await ws.recv())
         self._on_ready(ws, ready)
         heart = asyncio.create_task(self._beat(ws, interval))
+        refresher = asyncio.create_task(self._refresh_before_expiry(ws))
         try:
             async for raw in ws:
                 self._on_frame(orjson.loads(raw))
                 if heart.done():
                     heart.result()
         finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError, _ZombieConnectionError):
-                await heart
+            for task in (heart, refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _ZombieConnectionError):
+                    await task
         if heart.done() and not heart.cancelled() and heart.exception():
             raise _ZombieConnectionError
 
@@ -257,8 +291,36 @@ class RelayClient:
             self._acked = True
             return
         self._last_sequence = frame.get("s", self._last_sequence)
-        if frame["op"] in DISPATCH_OPS:
+        if frame.get("t") in SERVER_EVENTS:
+            self._on_server_event(frame["t"], frame["d"])
+        elif frame["op"] in DISPATCH_OPS:
             self._messages.put_nowait(Message.from_frame(frame))
+
+    def _on_server_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "REFRESHED":
+            log.info("relay_session_refreshed", expires_at=data.get("exp"))
+
+    async def _refresh_before_expiry(self, ws: ClientConnection) -> None:
+        """Send a fresh token on this session a few minutes before the current one expires.
+
+        If no fresh token can be had in time, the server closes the session with 4004 at
+        `exp` and the reconnect asks for a new token as usual.
+        """
+        while self._token is not None and self._token_provider is not None:
+            try:
+                delay = refresh_delay(self._token, time.time())
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
+                log.warning("relay_refresh_impossible", error=repr(error))
+                return
+            await asyncio.sleep(delay)
+            try:
+                token = await self._token_provider()
+            except Exception as error:  # the auth service is down, say: try again soon
+                log.warning("relay_refresh_failed", error=repr(error))
+                await asyncio.sleep(REFRESH_RETRY_SECONDS)
+                continue
+            self._token = token
+            await ws.send(orjson.dumps({"op": Op.REFRESH, "d": {"token": token}}), text=True)
 
     async def _beat(self, ws: ClientConnection, interval: float) -> None:
         await asyncio.sleep(interval * random.random())  # noqa: S311 — first-beat jitter
@@ -278,7 +340,8 @@ class RelayClient:
             self._token = await self._token_provider()
         return self._token
 
-    def _stop(self, error: ClientStoppedError) -> None:
+    def _stop(self, error: ClientStoppedError, cause: BaseException | None = None) -> None:
+        error.__cause__ = cause
         log.error("relay_client_stopped", reason=str(error), close_code=error.code)
         self._stopped = error
         with contextlib.suppress(asyncio.QueueFull):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import http
 import ipaddress
 import resource
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from websockets.http11 import Request
@@ -60,7 +60,7 @@ class Admission:
     def admit(self, connection: RelayConnection, request: Request) -> Refusal | None:
         """Count the connection against its address and the replica, or say why not.
 
-        An admitted connection gets `release`, called once when its socket closes.
+        An admitted connection calls `release` once, when its socket closes.
         """
         if len(self._connections) >= self.total:
             return Refusal(http.HTTPStatus.SERVICE_UNAVAILABLE, "replica at its connection cap")
@@ -69,7 +69,8 @@ class Admission:
             return Refusal(http.HTTPStatus.TOO_MANY_REQUESTS, "too many connections from here")
         self._open[address] = self._open.get(address, 0) + 1
         self._connections.add(connection)
-        connection.release = self._releaser(connection, address)
+        connection.client_address = address
+        connection.admission = self
         return None
 
     def client_address(self, connection: RelayConnection, request: Request) -> str:
@@ -90,13 +91,11 @@ class Admission:
             return False
         return any(ip in network for network in self._trusted)
 
-    def _releaser(self, connection: RelayConnection, address: str) -> Callable[[], None]:
-        def release() -> None:
-            self._connections.discard(connection)
-            remaining = self._open[address] - 1
-            if remaining:
-                self._open[address] = remaining
-            else:
-                del self._open[address]
-
-        return release
+    def release(self, connection: RelayConnection) -> None:
+        self._connections.discard(connection)
+        address = connection.client_address
+        remaining = self._open[address] - 1
+        if remaining:
+            self._open[address] = remaining
+        else:
+            del self._open[address]

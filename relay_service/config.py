@@ -29,6 +29,12 @@ class RelaySettings(CommonSettings):
     shutdown_timeout_seconds: float = Field(default=10, gt=0, le=300)
     broker_reconnect_max_seconds: float = Field(default=10, gt=0, le=300)
     broker_publish_queue_limit: int = Field(default=100_000, ge=1)
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    """Bound on every Redis call (revocation lookup, publish, subscribe, health PING); the
+    auth service reads the same setting."""
+    broker_publish_queue_limit_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    broker_publish_max_age_ms: int = Field(default=5_000, ge=10, le=600_000)
+    """A message still waiting for Redis this long is dropped, never published late."""
 
     @field_validator("forwarded_allow_ips", mode="before")
     @classmethod

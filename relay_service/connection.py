@@ -8,7 +8,8 @@
   the session's rate limit like any frame, and of unsent output past its bound, whatever
   filled it (pongs to a client that never reads included).
 - `allow_messages_up_to` raises the frame size limit once the session is identified.
-- `release`, set at admission, gives the connection's slot back when its socket closes.
+- `admission`, set when the handshake is admitted, gets the connection's slot back when
+  its socket closes (with the `client_address` it was counted against).
 
 `send_context()`, `protocol.send_text` and `protocol.max_message_size` are websockets
 internals, not its documented API: `pyproject.toml` pins the tested range of websockets and
@@ -17,8 +18,8 @@ internals, not its documented API: `pyproject.toml` pins the tested range of web
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
@@ -33,9 +34,20 @@ class ConnectionGuard(Protocol):
     def output_overflowed(self, buffered_bytes: int) -> None: ...
 
 
+class Admitter(Protocol):
+    def release(self, connection: RelayConnection) -> None: ...
+
+
 class RelayConnection(ServerConnection):
-    guard: ConnectionGuard | None = None
-    release: Callable[[], None] | None = None
+    # Slots, not instance-dict entries: websockets' connection already has a large
+    # __dict__, and one more key can double its size for every idle session.
+    __slots__ = ("admission", "client_address", "guard")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard: ConnectionGuard | None = None
+        self.admission: Admitter | None = None
+        self.client_address = ""
 
     async def send_texts(self, frames: Sequence[bytes]) -> None:
         """Send each of `frames` (UTF-8 JSON) as its own text message, in one write."""
@@ -63,6 +75,6 @@ class RelayConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        release, self.release = self.release, None
-        if release is not None:
-            release()
+        admission, self.admission = self.admission, None
+        if admission is not None:
+            admission.release(self)

@@ -79,3 +79,8 @@ def ready(session_id: str, user: dict[str, str]) -> bytes:
     """READY is always the session's first dispatch: `s` 1."""
     data = {"session_id": session_id, "user": user}
     return dumps({"op": Op.EVENT, "t": "READY", "s": 1, "d": data})
+
+
+def refreshed(sequence: int, expires_at: int) -> bytes:
+    """The answer to op 7: the session now ends at `exp` (seconds since the epoch)."""
+    return dumps({"op": Op.EVENT, "t": "REFRESHED", "s": sequence, "d": {"exp": expires_at}})

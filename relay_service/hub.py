@@ -31,8 +31,9 @@ class Listener(Protocol):
 
 
 class Hub:
-    def __init__(self, channels: Channels) -> None:
+    def __init__(self, channels: Channels, *, late_after_seconds: float) -> None:
         self._channels = channels
+        self._late_after = late_after_seconds
         self._audiences: dict[str, set[Listener]] = {}
         self._sessions: set[Listener] = set()
         self._per_user: dict[str, int] = {}
@@ -87,7 +88,11 @@ class Hub:
         if not listeners:
             return
         dispatch = frames.unpack(message)
-        metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - dispatch.ts_ms / 1000))
+        age = time.time() - dispatch.ts_ms / 1000
+        if age > self._late_after:  # published past its time (a publish Redis held): not now
+            metrics.DROPPED["late"].inc()
+            return
+        metrics.DELIVERY_LATENCY.observe(max(0.0, age))
         prefix = dispatch.prefix
         for session in listeners:
             session.dispatch(prefix, dispatch.body)

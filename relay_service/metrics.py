@@ -18,7 +18,18 @@ DELIVERY_LATENCY = Histogram(
 BROKER_UP = Gauge("relay_broker_up", "1 while the broker connection is up and subscribed")
 BROKER_RECONNECTS = Counter("relay_broker_reconnects_total", "Broker reconnections after a loss")
 BROKER_DROPPED = Counter(
-    "relay_broker_dropped_messages_total", "Messages that could not be published to the broker"
+    "relay_broker_dropped_messages_total",
+    "Messages dropped between replicas: not published (queue_full, too_old, publish_failed,"
+    " unreachable), or heard from the broker too late to deliver (late)",
+    ["reason"],
+)
+DROP_REASONS = ("queue_full", "too_old", "publish_failed", "unreachable", "late")
+DROPPED: dict[str, Counter] = {
+    reason: BROKER_DROPPED.labels(reason=reason) for reason in DROP_REASONS
+}
+"""One child per reason, made up front: each is exported (at 0) before its first drop."""
+BROKER_PUBLISH_QUEUE_BYTES = Gauge(
+    "relay_broker_publish_queue_bytes", "Bytes of messages waiting to be published to the broker"
 )
 BROKER_BAD_MESSAGES = Counter(
     "relay_broker_bad_messages_total",

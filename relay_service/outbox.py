@@ -1,8 +1,10 @@
 """A session's outgoing frames: a bounded queue and the task that writes it in batches.
 
 At most one sender task per session, started when a frame is queued and ended when the
-queue is empty, so an idle session holds no task. Frames are written in batches of up to
-`SEND_BATCH` frames or `SEND_BATCH_BYTES` in one system call (`RelayConnection.send_texts`).
+queue is empty; the queue itself exists only while the sender does, so an idle session
+holds neither a task nor a queue (an empty deque costs about a kilobyte). Frames are
+written in batches of up to `SEND_BATCH` frames or `SEND_BATCH_BYTES` in one system call
+(`RelayConnection.send_texts`).
 The queue is bounded in frames and in bytes (`SEND_QUEUE_LIMIT`, `SEND_QUEUE_LIMIT_BYTES`):
 past either it refuses a frame and the session closes as too slow (4013), so a reader
 that stopped never holds the fan-out up, and what it costs in memory is bounded.
@@ -39,15 +41,18 @@ class Outbox:
         self._limit = limit
         self._limit_bytes = limit_bytes
         self._on_failure = on_failure
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes] | None = None
         self._bytes = 0
         self._sender: asyncio.Task[None] | None = None
 
     def put(self, frame: bytes) -> bool:
         """Queue a frame for sending; False, and nothing queued, when the queue is full."""
-        if len(self._frames) >= self._limit or self._bytes + len(frame) > self._limit_bytes:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._limit or self._bytes + len(frame) > self._limit_bytes:
             return False
-        self._frames.append(frame)
+        frames.append(frame)
         self._bytes += len(frame)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_queued())
@@ -56,7 +61,7 @@ class Outbox:
 
     def discard(self) -> None:
         """Drop what is queued and stop writing: the session is closing."""
-        self._frames.clear()
+        self._frames = None
         self._bytes = 0
         if self._sender is not None:
             self._sender.cancel()
@@ -68,11 +73,14 @@ class Outbox:
         so a frame queued at any moment either is sent by this task or starts the next one.
         """
         while self._frames:
-            await self._ws.send_texts(self._next_batch())
+            await self._ws.send_texts(self._next_batch(self._frames))
+        self._frames = None
         self._sender = None
 
-    def _next_batch(self) -> list[bytes]:
-        frames = self._frames
+    def _next_batch(self, frames: deque[bytes]) -> list[bytes]:
+        if len(frames) <= SEND_BATCH and self._bytes <= SEND_BATCH_BYTES:  # the usual case
+            self._bytes = 0
+            return [frames.popleft() for _ in range(len(frames))]
         batch = [frames.popleft()]
         size = len(batch[0])
         while frames and len(batch) < SEND_BATCH and size + len(frames[0]) <= SEND_BATCH_BYTES:

@@ -15,26 +15,36 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from relay_service import metrics
 from relay_service.admission import Admission, connection_cap
-from relay_service.broker import MessageHandler, broker_for
+from relay_service.broker import DropCallback, MessageHandler, broker_for
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.hub import Hub
-from relay_service.revocations import Revocations
+from relay_service.revocations import RevocationCheckUnavailableError, Revocations
 from relay_service.session import Session
+from shared.logging import get_logger
 from shared.protocol import CloseCode, ProtocolError
 from shared.revocation import RedisRevocations
 from shared.tokens import InvalidTokenError, TokenClaims, TokenVerifier
 
+log = get_logger(__name__)
+
 REDIS_POOL_SIZE = 32
 """Connections for Identify's revocation checks and publishing; callers wait for a free one."""
 REDIS_POOL_WAIT_SECONDS = 5
+REDIS_RETRIES = 3
+"""Retries of a command whose connection failed (each on a new connection), within the
+caller's timeout: a Redis restart leaves every pooled connection stale."""
 
 
 class Relay:
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
         self.channels = Channels(settings.redis_prefix)
-        self.hub = Hub(self.channels)
+        self.hub = Hub(
+            self.channels,
+            late_after_seconds=settings.broker_publish_max_age_ms / 1000
+            + settings.redis_timeout_seconds,
+        )
         self.verifier = TokenVerifier.from_settings(settings)
         self._redis = redis_client(settings)
         self.revocations = Revocations(
@@ -46,6 +56,10 @@ class Relay:
                 token_ttl_seconds=settings.access_token_ttl_seconds,
             ),
             self.hub.sessions,
+            # Identify must fail within its own timeout, never after it.
+            timeout_seconds=min(
+                settings.redis_timeout_seconds, settings.identify_timeout_ms / 1000
+            ),
         )
         self._control: dict[str, MessageHandler] = {}
         if self.revocations.enabled:
@@ -79,7 +93,13 @@ class Relay:
             claims = self.verifier.verify(token)
         except InvalidTokenError:
             raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "invalid token") from None
-        if await self.revocations.is_revoked(claims):
+        if self.revocations.enabled and not self.broker.ready:
+            raise _revocation_check_unavailable("broker unreachable")
+        try:
+            revoked = await self.revocations.is_revoked(claims)
+        except RevocationCheckUnavailableError as error:
+            raise _revocation_check_unavailable(str(error)) from None
+        if revoked:
             raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "token revoked")
         return claims
 
@@ -99,12 +119,25 @@ class Relay:
         for channel in unneeded:
             await self.broker.unsubscribe(channel)
 
-    def publish(self, channel: str, message: bytes) -> None:
-        self.broker.publish(channel, message)
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+        """Publish once for every replica; `on_dropped(reason)` if it is dropped instead."""
+        self.broker.publish(channel, message, on_dropped)
+
+
+def _revocation_check_unavailable(cause: str) -> ProtocolError:
+    """Fail closed: without the revocation check no token is accepted (4000, retry)."""
+    log.warning("revocation_check_unavailable", error=cause)
+    return ProtocolError(CloseCode.UNKNOWN_ERROR, "revocation check unavailable, retry")
 
 
 def redis_client(settings: RelaySettings) -> Redis | None:
-    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker)."""
+    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker).
+
+    No `socket_timeout`: redis-py bounds each write with `asyncio.wait_for` (a task per
+    command on Python 3.11). Every caller bounds its whole call, retries included, with
+    `asyncio.timeout` instead (`REDIS_TIMEOUT_SECONDS`); a cancelled command closes its
+    connection, so nothing half-read is reused.
+    """
     if settings.redis_url is None:
         return None
     pool = BlockingConnectionPool.from_url(
@@ -112,10 +145,11 @@ def redis_client(settings: RelaySettings) -> Redis | None:
         max_connections=REDIS_POOL_SIZE,
         timeout=REDIS_POOL_WAIT_SECONDS,
         socket_keepalive=True,
-        socket_connect_timeout=2,
+        socket_timeout=None,
+        socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=10,
         # A pool built directly gets no retry; without one, the first command on each
         # connection left stale by a Redis restart fails (a published message is lost).
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),
     )
     return Redis.from_pool(pool)

@@ -1,8 +1,12 @@
 """One WebSocket connection: the protocol's state machine.
 
-    CONNECTED ──Identify──▶ IDENTIFYING ──audiences joined──▶ IDENTIFIED
+    CONNECTED ──Identify──▶ IDENTIFYING ──audiences joined──▶ IDENTIFIED ⟲ Refresh
         │                       │                                  │
         └───────────────────────┴──────── any close ──────────────┴──▶ CLOSING
+
+A session lives until its token's `exp` (4004 "token expired") unless op 7 brought a
+fresh token of the same user; the receive loop's one deadline covers the heartbeat, the
+identify timeout and the expiry, so this costs no timer per session.
 
 A session has one receiver (the connection's handler task, reading and validating
 frames) and an `Outbox` for everything it sends, so the hub's fan-out never waits on this
@@ -14,6 +18,7 @@ more is read, queued or relayed.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from contextlib import suppress
 from enum import Enum
@@ -37,6 +42,7 @@ from shared.protocol import (
     IdentifyData,
     Op,
     ProtocolError,
+    RefreshData,
     decode_frame,
     heartbeat_sequence,
     parse_data,
@@ -76,6 +82,7 @@ class Session:
         "_claims",
         "_close_code",
         "_closer",
+        "_ends_at",
         "_held",
         "_host",
         "_outbox",
@@ -110,6 +117,8 @@ class Session:
         self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
         self._held: list[bytes] | None = None
+        self._ends_at = 0.0
+        """Loop time at which the session ends: the identify deadline, then token expiry."""
 
     @property
     def claims(self) -> TokenClaims | None:
@@ -191,21 +200,31 @@ class Session:
 
     async def _receive_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        identify_deadline = loop.time() + self._settings.identify_timeout_ms / 1000
+        self._ends_at = loop.time() + self._settings.identify_timeout_ms / 1000
         liveness = self._settings.liveness_timeout_seconds
         while not self.closing:
-            deadline = loop.time() + liveness
-            if self._claims is None:
-                deadline = min(deadline, identify_deadline)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(min(loop.time() + liveness, self._ends_at)):
                     raw = await self._ws.recv()
             except TimeoutError:
-                reason = "no heartbeat in time" if self._claims else "no identify in time"
-                raise ProtocolError(CloseCode.SESSION_TIMED_OUT, reason) from None
+                raise self._timed_out(loop.time()) from None
             if self.closing:
                 return
             await self._handle(raw)
+
+    def _timed_out(self, now: float) -> ProtocolError:
+        """Heartbeats keep a session alive; neither they nor anything else extend the
+        identify deadline or the token's expiry (only a refresh does)."""
+        if now < self._ends_at:
+            return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no heartbeat in time")
+        if self._claims is None:
+            return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no identify in time")
+        return ProtocolError(CloseCode.AUTHENTICATION_FAILED, "token expired")
+
+    def _end_with(self, claims: TokenClaims) -> None:
+        """From now on the session ends when this token expires."""
+        loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
+        self._ends_at = loop_now + max(0.0, claims.expires_at - wall_now)
 
     async def _handle(self, raw: str | bytes) -> None:
         if not isinstance(raw, str):
@@ -222,6 +241,8 @@ class Session:
             heartbeat_sequence(frame.d)
         elif frame.op == Op.IDENTIFY:
             await self._identify(frame)
+        elif frame.op == Op.REFRESH:
+            await self._refresh(frame)
         else:
             self._relay_message(frame)
 
@@ -233,6 +254,7 @@ class Session:
         if self.closing:
             return
         self._claims = claims
+        self._end_with(claims)
         self._sender_stamp = {
             "id": claims.user_id,
             "username": claims.username,
@@ -258,6 +280,24 @@ class Session:
         metrics.FRAMES_OUT[Op.EVENT].inc()
         for frame in held:
             self._send(frame)
+
+    async def _refresh(self, frame: ClientFrame) -> None:
+        """Op 7: a fresh token of the same user extends the session; REFRESHED answers."""
+        if self.state is not State.IDENTIFIED:
+            raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
+        token = parse_data(RefreshData, frame.d).token
+        claims = await self._host.authenticate(token)
+        current = self._claims
+        assert current is not None
+        if (claims.user_id, claims.user_type) != (current.user_id, current.user_type):
+            raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "the token is another user's")
+        if self.closing:
+            return
+        self._claims = claims
+        self._end_with(claims)
+        self._sequence += 1
+        self._send(frames.refreshed(self._sequence, int(claims.expires_at)))
+        metrics.FRAMES_OUT[Op.EVENT].inc()
 
     def _relay_message(self, frame: ClientFrame) -> None:
         if self.state is not State.IDENTIFIED:

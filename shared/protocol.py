@@ -41,10 +41,11 @@ class Op(IntEnum):
     COMMAND = 4
     STATUS = 5
     EVENT = 6
+    REFRESH = 7
 
 
 DISPATCH_OPS = frozenset({Op.COMMAND, Op.STATUS, Op.EVENT})
-CLIENT_OPS = frozenset({Op.HEARTBEAT, Op.HEARTBEAT_ACK, Op.IDENTIFY, *DISPATCH_OPS})
+CLIENT_OPS = frozenset({Op.HEARTBEAT, Op.HEARTBEAT_ACK, Op.IDENTIFY, *DISPATCH_OPS, Op.REFRESH})
 SERVER_OPS = frozenset({Op.HELLO, Op.HEARTBEAT_ACK, *DISPATCH_OPS})
 
 
@@ -93,6 +94,12 @@ class ClientFrame(_Strict):
 
 
 class IdentifyData(_Strict):
+    token: Annotated[StrictStr, Field(max_length=MAX_TOKEN_LENGTH)]
+
+
+class RefreshData(_Strict):
+    """`d` of op 7: a fresh token of the same user, before the session's token expires."""
+
     token: Annotated[StrictStr, Field(max_length=MAX_TOKEN_LENGTH)]
 
 

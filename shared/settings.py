@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal, NoReturn, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.keys import load_public_key
@@ -19,6 +20,14 @@ from shared.keys import load_public_key
 MIN_SECRET_BYTES = 32
 
 CommaSeparated = Annotated[list[str], NoDecode]
+
+
+def _upper_case(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper_case)]
+"""`LOG_LEVEL`, in any case (`info`, `Info`, `INFO`), for both services and the bridge."""
 
 
 class CommonSettings(BaseSettings):
@@ -41,7 +50,7 @@ class CommonSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
 
     @model_validator(mode="before")
     @classmethod

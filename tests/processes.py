@@ -34,6 +34,31 @@ def free_port() -> int:
         return port
 
 
+class Listener:
+    """A port that accepts connections and counts them: proof that a command connected."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen()
+        self._socket.setblocking(False)
+        self.port: int = self._socket.getsockname()[1]
+
+    def connections(self) -> int:
+        """How many connections arrived (closed ones included) since the last call."""
+        count = 0
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
+    def close(self) -> None:
+        self._socket.close()
+
+
 def console_script(name: str) -> str:
     """The installed console script beside this interpreter."""
     script = Path(sys.executable).parent / name

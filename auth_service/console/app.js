@@ -1,28 +1,38 @@
-// The operator console: login, live factory table, commands, event log, camera.
+// The operator console: login, live factory table, commands, event log, camera, users.
 //
 // Uses only the public APIs: the auth service's REST API (same origin as this page) and
-// the relay's WebSocket. The relay URL is the `?relay=ws://host:port/ws` query parameter;
-// without it, `ws(s)://<this host>:8001/ws` when the page comes from port 8000 (the auth
-// service itself, `make run`), else `ws(s)://<this origin>/ws` (behind the load balancer).
-// The token is kept in memory only.
+// the relay's WebSocket. Where the relay is and whether LiveKit is on come from the server
+// (`/console/config.json`), never from this page's URL. The token is kept in
+// sessionStorage: it survives a reload, and goes at logout or when the tab closes.
 
-import { ApiError, login, logout } from "./api.js";
-import { Op, RelayConnection, consoleRelayUrl } from "./relay.js";
+import { ApiError, consoleConfig, login, logout, me } from "./api.js";
+import { UsersPanel } from "./admin.js";
+import {
+  describeCommand,
+  describePayload,
+  formatValue,
+  idElement,
+  labelOf,
+  orderedKeys,
+  sentence,
+} from "./labels.js";
+import { Op, RelayConnection, relayUrlFor } from "./relay.js";
 import { VideoPanel } from "./video.js";
 
 const EVENT_LOG_LIMIT = 200;
 const STALE_AFTER_SECONDS = 10;
+const TOKEN_KEY = "factory-relay.token";
+const COMMANDING_TYPES = ["operator", "admin"];
 
 const $ = (id) => document.getElementById(id);
-const relayUrl = () => consoleRelayUrl(window.location);
 
 const state = {
-  token: null, // in memory only
+  config: null, // {relay_url, livekit} from the server
+  token: null,
   user: null,
   relay: null,
-  factories: new Map(), // username → {payload, lastSeen, row, cells}
-  columns: [], // payload keys, in order first seen
-  commands: new Map(), // command id → {description, entry}
+  factories: new Map(), // username → {name, payload, lastSeen, row}
+  commands: new Map(), // command id → {payload, target, entry}
   selected: null,
 };
 
@@ -30,6 +40,27 @@ const video = new VideoPanel(
   { stage: $("video-stage"), status: $("video-status"), title: $("video-title") },
   () => expire(),
 );
+
+const users = new UsersPanel(
+  {
+    section: $("users-card"),
+    rows: $("users").tBodies[0],
+    form: $("user-create"),
+    formError: $("user-create-error"),
+    more: $("users-more"),
+    count: $("users-count"),
+  },
+  () => ({ token: state.token, user: state.user }),
+  () => expire(),
+);
+
+// -- token storage --------------------------------------------------------------------
+
+const storedToken = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (token) => sessionStorage.setItem(TOKEN_KEY, token),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
 
 // -- helpers ------------------------------------------------------------------
 
@@ -43,23 +74,14 @@ function clock(date = new Date()) {
   return date.toLocaleTimeString([], { hour12: false });
 }
 
-function formatValue(value) {
-  if (value === null || value === undefined) return "—";
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}
-
-function summary(payload) {
-  if (payload === null || payload === undefined) return "";
-  if (typeof payload !== "object") return String(payload);
-  return Object.entries(payload)
-    .map(([key, value]) => `${key}=${formatValue(value)}`)
-    .join(" ");
+function relayUrl() {
+  return relayUrlFor(state.config.relay_url, window.location);
 }
 
 // -- event log ----------------------------------------------------------------
 
-function logEvent(kind, text, attributes = {}) {
+/** Add a log line; `parts` are strings and elements (e.g. ids), newest first. */
+function logEvent(kind, parts, attributes = {}) {
   const entry = document.createElement("li");
   entry.className = `event ${kind}`;
   entry.dataset.kind = kind;
@@ -67,7 +89,7 @@ function logEvent(kind, text, attributes = {}) {
   const time = document.createElement("time");
   time.textContent = clock();
   const body = document.createElement("span");
-  body.textContent = text;
+  body.append(...(Array.isArray(parts) ? parts : [parts]));
   entry.append(time, " ", body);
   const log = $("event-log");
   log.prepend(entry);
@@ -110,49 +132,42 @@ function showConnection({ state: connectionState, detail, delay }) {
 
 // -- factories ------------------------------------------------------------------
 
-function ensureColumns(payload) {
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-    payload = { payload };
-  }
-  let added = false;
-  for (const key of Object.keys(payload)) {
-    if (!state.columns.includes(key)) {
-      state.columns.push(key);
-      added = true;
-    }
-  }
-  if (added) rebuildTable();
+/** A status payload as key → value; a non-object payload is shown under "payload". */
+function asReadings(payload) {
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return { payload };
   return payload;
 }
 
-function rebuildTable() {
-  const headRow = document.querySelector("#factories thead tr");
-  const headers = ["factory", ...state.columns, "last seen"].map((name) => {
-    const th = document.createElement("th");
-    th.textContent = name;
-    th.scope = "col";
-    return th;
-  });
-  headRow.replaceChildren(...headers);
-  for (const factory of state.factories.values()) renderRow(factory);
+/** The factory's own readings, each a label over its value (`data-key` on the value). */
+function readingsList(payload) {
+  const list = document.createElement("dl");
+  list.className = "readings";
+  for (const key of orderedKeys(payload)) {
+    const item = document.createElement("div");
+    item.className = "reading";
+    const label = document.createElement("dt");
+    label.textContent = labelOf(key);
+    label.title = key;
+    const value = document.createElement("dd");
+    value.dataset.key = key;
+    value.textContent = formatValue(payload[key]);
+    item.append(label, value);
+    list.append(item);
+  }
+  return list;
 }
 
 function renderRow(factory) {
-  const cells = [factory.name, ...state.columns.map((key) => formatValue(factory.payload[key]))];
-  const row = factory.row;
-  row.replaceChildren(
-    ...cells.map((text, index) => {
-      const td = document.createElement(index === 0 ? "th" : "td");
-      if (index === 0) td.scope = "row";
-      else td.dataset.key = state.columns[index - 1];
-      td.textContent = text;
-      return td;
-    }),
-  );
+  const name = document.createElement("th");
+  name.scope = "row";
+  name.textContent = factory.name;
   const seen = document.createElement("td");
   seen.className = "last-seen";
   seen.dataset.key = "last-seen";
-  row.append(seen);
+  const readings = document.createElement("td");
+  readings.className = "readings-cell";
+  readings.append(readingsList(factory.payload));
+  factory.row.replaceChildren(name, seen, readings);
   updateSeen(factory);
 }
 
@@ -164,10 +179,18 @@ function updateSeen(factory, now = Date.now()) {
   factory.row.classList.toggle("stale", seconds >= STALE_AFTER_SECONDS);
 }
 
+/** Show the sideways-scroll hint only while the table is wider than its box. */
+function updateScrollHint() {
+  const box = $("factories-scroll");
+  const overflowing = box.scrollWidth > box.clientWidth + 1;
+  box.classList.toggle("overflowing", overflowing);
+  $("factories-scroll-hint").hidden = !overflowing;
+}
+
 function onStatus(frame) {
   const sender = frame.d?.from?.username;
   if (!sender) return;
-  const payload = ensureColumns(frame.d.payload);
+  const payload = asReadings(frame.d.payload);
   let factory = state.factories.get(sender);
   if (!factory) {
     const row = document.createElement("tr");
@@ -189,6 +212,7 @@ function onStatus(frame) {
   factory.row.dataset.updates = String(Number(factory.row.dataset.updates ?? 0) + 1);
   renderRow(factory);
   factory.row.classList.toggle("selected", state.selected === sender);
+  updateScrollHint();
 }
 
 function insertSorted(parent, element, key) {
@@ -212,15 +236,46 @@ function selectFactory(name) {
     factory.row.classList.toggle("selected", factory.name === name);
   }
   $("command-target").value = name;
-  video.show(state.token, name);
+  if (state.config.livekit) video.show(state.token, name);
 }
 
 setInterval(() => {
   const now = Date.now();
   for (const factory of state.factories.values()) updateSeen(factory, now);
 }, 1000);
+window.addEventListener("resize", updateScrollHint);
 
 // -- events and commands ----------------------------------------------------------
+
+function showOutcome(kind, parts) {
+  const outcome = $("command-outcome");
+  outcome.replaceChildren(...parts);
+  outcome.dataset.kind = kind;
+  outcome.hidden = false;
+}
+
+function onCommandAnswer(name, sender, payload, attributes) {
+  const commandId = payload.command_id;
+  const command = state.commands.get(commandId);
+  const what = command ? describeCommand(command.payload) : "command";
+  let kind;
+  let parts;
+  if (name === "COMMAND_ACK") {
+    const result = payload.result === undefined ? "" : `: ${describePayload(payload.result)}`;
+    kind = "ack";
+    parts = [`${sender} acknowledged ${what} `, idElement(commandId), result];
+    command?.entry.classList.add("acked");
+  } else if (name === "COMMAND_REJECTED") {
+    kind = "rejected";
+    parts = [`${sender} rejected ${what} `, idElement(commandId), `: ${payload.reason ?? "no reason given"}`];
+    command?.entry.classList.add("rejected");
+  } else {
+    kind = "event";
+    parts = [`${sender} ${name} for ${what} `, idElement(commandId), ` ${describePayload(payload)}`];
+  }
+  logEvent(kind, parts, attributes);
+  if (command) showOutcome(kind, parts.map((part) => (typeof part === "string" ? part : idElement(commandId))));
+}
 
 function onEvent(frame) {
   const name = frame.t ?? "EVENT";
@@ -230,21 +285,10 @@ function onEvent(frame) {
   const attributes = { event: name, factory: sender };
   if (typeof commandId === "string") {
     attributes.commandId = commandId;
-    const command = state.commands.get(commandId);
-    const about = command ? `${commandId} (${command.description})` : commandId;
-    if (name === "COMMAND_ACK") {
-      const result = payload.result === undefined ? "" : `: ${summary(payload.result)}`;
-      logEvent("ack", `${sender} acknowledged ${about}${result}`, attributes);
-      command?.entry.classList.add("acked");
-    } else if (name === "COMMAND_REJECTED") {
-      logEvent("rejected", `${sender} rejected ${about}: ${payload.reason ?? "no reason"}`, attributes);
-      command?.entry.classList.add("rejected");
-    } else {
-      logEvent("event", `${sender} ${name} for ${about} ${summary(payload)}`, attributes);
-    }
+    onCommandAnswer(name, sender, payload, attributes);
     return;
   }
-  logEvent("event", `${sender} ${name} ${summary(payload)}`, attributes);
+  logEvent("event", `${sender} ${name} ${describePayload(payload)}`, attributes);
 }
 
 function onMessage(frame) {
@@ -253,44 +297,53 @@ function onMessage(frame) {
 }
 
 function canCommand() {
-  return state.user !== null && ["operator", "admin"].includes(state.user.type);
+  return state.user !== null && COMMANDING_TYPES.includes(state.user.type);
 }
 
+/** Per action: `stop` has no speed; `start`'s is optional (1200 by default); `set speed` needs one. */
 function updateCommandForm() {
   const ready = state.relay?.ready ?? false;
   $("command-send").disabled = !(ready && canCommand());
   const action = $("command-action").value;
-  $("command-rpm").disabled = action === "stop";
+  $("command-rpm-field").hidden = action === "stop";
+  $("command-rpm").required = action === "set_speed";
   let note = "";
   if (state.user && !canCommand()) note = `A ${state.user.type} can watch but not send commands.`;
   else if (!ready) note = "Commands can be sent once the relay connection is up.";
   $("command-note").textContent = note;
 }
 
+function commandPayload() {
+  const action = $("command-action").value;
+  const payload = { action };
+  if (action === "stop") return payload;
+  const rpm = $("command-rpm").valueAsNumber;
+  if (Number.isNaN(rpm) && action === "start") return payload;
+  if (!Number.isInteger(rpm)) return null;
+  payload.rpm = rpm;
+  return payload;
+}
+
 function sendCommand(event) {
   event.preventDefault();
   const target = $("command-target").value || null;
-  const action = $("command-action").value;
-  const payload = { action };
-  if (action !== "stop") {
-    const rpm = $("command-rpm").valueAsNumber;
-    if (!Number.isInteger(rpm)) {
-      $("command-note").textContent = "RPM must be a whole number.";
-      return;
-    }
-    payload.rpm = rpm;
+  const payload = commandPayload();
+  if (payload === null) {
+    showOutcome("error", ["The speed must be a whole number of rpm."]);
+    return;
   }
   const id = newId("cmd");
   if (!state.relay?.sendCommand(payload, { target, id })) {
-    $("command-note").textContent = "Not connected: the command was not sent.";
+    showOutcome("error", ["Not connected: the command was not sent."]);
     return;
   }
-  const description = `${summary(payload)} → ${target ?? "all factories"}`;
-  const entry = logEvent("command", `sent ${id}: ${description}`, { commandId: id });
-  state.commands.set(id, { description, entry });
+  const description = `${describeCommand(payload)} → ${target ?? "all factories"}`;
+  const entry = logEvent("command", ["sent ", idElement(id), `: ${description}`], { commandId: id });
+  state.commands.set(id, { payload, target, entry });
   if (state.commands.size > EVENT_LOG_LIMIT) {
     state.commands.delete(state.commands.keys().next().value);
   }
+  showOutcome("sent", [`Sent ${description}; waiting for the answer…`]);
 }
 
 // -- login and session ----------------------------------------------------------
@@ -301,6 +354,19 @@ function showLoginError(text) {
   error.hidden = !text;
 }
 
+/** `45 s`, `5 min`: how long Retry-After asks to wait. */
+function duration(seconds) {
+  return seconds < 60 ? `${seconds} s` : `${Math.ceil(seconds / 60)} min`;
+}
+
+/** The server's `detail` once, with what only the headers say (how long to wait). */
+function loginErrorMessage(error) {
+  if (!(error instanceof ApiError)) return sentence(error.message);
+  const retryAfter = Number.parseInt(error.retryAfter ?? "", 10);
+  const wait = error.status === 429 && retryAfter > 0 ? ` Next attempt in ${duration(retryAfter)}.` : "";
+  return `${sentence(error.detail)}${wait}`;
+}
+
 async function submitLogin(event) {
   event.preventDefault();
   const button = $("login-submit");
@@ -309,16 +375,9 @@ async function submitLogin(event) {
   try {
     const response = await login($("username").value, $("password").value);
     $("password").value = "";
-    startSession(response.access_token);
+    await startSession(response.access_token);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 429) {
-      const wait = error.retryAfter ? ` Retry after ${error.retryAfter} s.` : "";
-      showLoginError(`Too many failed logins: ${error.detail}.${wait}`);
-    } else if (error instanceof ApiError) {
-      showLoginError(`Login failed: ${error.detail}`);
-    } else {
-      showLoginError(`Login failed: ${error.message}`);
-    }
+    showLoginError(loginErrorMessage(error));
   } finally {
     button.disabled = false;
   }
@@ -326,30 +385,54 @@ async function submitLogin(event) {
 
 function resetView() {
   state.factories.clear();
-  state.columns = [];
   state.commands.clear();
   state.selected = null;
   $("factories").tBodies[0].replaceChildren();
-  rebuildTable();
   $("no-factories").hidden = false;
+  updateScrollHint();
   for (const option of Array.from($("command-target").options)) if (option.value) option.remove();
   $("event-log").replaceChildren();
+  $("command-outcome").hidden = true;
   $("video-title").textContent = "Camera";
   $("video-status").textContent = "Select a factory in the table to watch its camera.";
   delete $("video-status").dataset.kind;
 }
 
-function startSession(token) {
+/** Use `token`: ask who it belongs to, then show what that type of user may see. */
+async function startSession(token) {
+  let user;
+  try {
+    user = await me(token);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      endSession("Session expired: log in again.");
+      return;
+    }
+    throw error;
+  }
   resetView();
   state.token = token;
+  state.user = user;
+  storedToken.set(token);
   $("login-view").hidden = true;
-  $("console-view").hidden = false;
   $("logout").hidden = false;
+  $("whoami").textContent = `${user.username} (${user.type})`;
+  if (user.type === "factory") {
+    $("factory-account").textContent = user.username;
+    $("factory-view").hidden = false;
+    return;
+  }
+  $("console-view").hidden = false;
+  $("video-card").hidden = !state.config.livekit;
+  if (user.type === "admin") users.open();
+  connectRelay(token);
+}
+
+function connectRelay(token) {
   state.relay = new RelayConnection(relayUrl(), token, {
     onState: showConnection,
     onReady: (user) => {
-      state.user = user;
-      $("whoami").textContent = `${user.username} (${user.type})`;
+      state.user = { ...state.user, ...user };
       updateCommandForm();
     },
     onMessage,
@@ -367,20 +450,23 @@ function endSession(message) {
   state.relay = null;
   state.token = null;
   state.user = null;
+  storedToken.clear();
   video.disconnect();
+  users.close();
   $("whoami").textContent = "";
   $("logout").hidden = true;
   $("console-view").hidden = true;
+  $("factory-view").hidden = true;
   $("login-view").hidden = false;
   const badge = $("connection");
   badge.dataset.state = "stopped";
-  badge.textContent = message ? "session expired" : "not connected";
+  badge.textContent = message ? "logged out" : "not connected";
   showLoginError(message);
   $("username").focus();
 }
 
 function expire() {
-  endSession("session expired — log in again");
+  endSession("Session expired: log in again.");
 }
 
 async function clickLogout() {
@@ -391,9 +477,29 @@ async function clickLogout() {
 
 // -- start ------------------------------------------------------------------------
 
-$("relay-url").textContent = relayUrl();
-$("login-form").addEventListener("submit", submitLogin);
-$("command-form").addEventListener("submit", sendCommand);
-$("command-action").addEventListener("change", updateCommandForm);
-$("logout").addEventListener("click", clickLogout);
-updateCommandForm();
+async function boot() {
+  $("login-form").addEventListener("submit", submitLogin);
+  $("command-form").addEventListener("submit", sendCommand);
+  $("command-action").addEventListener("change", updateCommandForm);
+  $("logout").addEventListener("click", clickLogout);
+  updateCommandForm();
+  try {
+    state.config = await consoleConfig();
+  } catch (error) {
+    $("login-submit").disabled = true;
+    showLoginError(`The console's configuration could not be loaded: ${sentence(error.message)}`);
+    return;
+  }
+  $("relay-url").textContent = relayUrl();
+  const token = storedToken.get();
+  if (!token) return;
+  try {
+    await startSession(token);
+  } catch (error) {
+    showLoginError(loginErrorMessage(error)); // the auth service is down: keep the token
+  }
+}
+
+boot().finally(() => {
+  document.body.dataset.booted = "true";
+});

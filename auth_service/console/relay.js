@@ -1,4 +1,4 @@
-// The relay connection (SPEC section 1), mirroring relay_client/client.py:
+// The relay connection (the protocol docs/clients.md describes), like relay_client/client.py:
 // Hello → Identify → READY; heartbeats on the server's interval, the first at a random
 // point of the first interval; a missing ACK between two beats means a dead connection;
 // reconnects as the close-code table says (policy below), with full-jitter backoff.
@@ -73,21 +73,16 @@ export class Backoff {
   }
 }
 
-const AUTH_SERVICE_PORT = "8000";
-const RELAY_PORT = "8001";
-
 /**
- * The relay's WebSocket URL for a console page at `location`: the `?relay=` query
- * parameter; else `ws(s)://<host>:8001/ws` when the page comes from port 8000 (the auth
- * service's own port, as `make run` starts it); else `ws(s)://<origin>/ws`, the page's own
- * origin (the load balancer, which routes `/ws` to the relays).
+ * The relay's WebSocket URL from the server's setting `relayUrl` (`RELAY_PUBLIC_URL`): an
+ * absolute `ws(s)://` URL as it is; a path (`/ws`) on the page's own origin, `wss:` when
+ * the page came over HTTPS. Never from the page's own URL: a link must not choose where
+ * the token goes.
  */
-export function consoleRelayUrl(location) {
-  const configured = new URLSearchParams(location.search).get("relay");
-  if (configured) return configured;
+export function relayUrlFor(relayUrl, location) {
+  if (!relayUrl.startsWith("/")) return relayUrl;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  if (location.port === AUTH_SERVICE_PORT) return `${scheme}//${location.hostname}:${RELAY_PORT}/ws`;
-  return `${scheme}//${location.host}/ws`;
+  return `${scheme}//${location.host}${relayUrl}`;
 }
 
 // A close code the browser reports when no close frame arrived (network failure,
@@ -259,7 +254,7 @@ export class RelayConnection {
     }
     if (policy === Reconnect.WITH_NEW_TOKEN) {
       // A browser holds no password: the operator has to log in again.
-      this._stop({ code, reason: "session expired — log in again", expired: true });
+      this._stop({ code, reason: "Session expired: log in again.", expired: true });
       return;
     }
     const delay = this.backoff.nextDelay(policy === Reconnect.AT_ONCE);

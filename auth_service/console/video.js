@@ -86,10 +86,12 @@ export class VideoPanel {
         element.muted = true;
         element.playsInline = true;
         this.stage.replaceChildren(element);
+        this.stage.hidden = false;
         this._say(`Live: ${factory}`, "live");
       })
       .on(LK.RoomEvent.TrackUnsubscribed, (track) => {
         track.detach().forEach((element) => element.remove());
+        this.stage.hidden = this.stage.childElementCount === 0;
         this._say(`${factory} stopped publishing its camera.`);
       })
       .on(LK.RoomEvent.Disconnected, () => {
@@ -105,6 +107,7 @@ export class VideoPanel {
     this.room = null;
     this.factory = null;
     this.stage.replaceChildren();
+    this.stage.hidden = true;
     if (room) await room.disconnect();
   }
 }

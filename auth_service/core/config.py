@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -12,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 from shared.identity import USERNAME_PATTERN
 from shared.keys import load_private_key
-from shared.settings import CommonSettings, key_file, read_secret_files
+from shared.settings import CommonSettings, LogLevel, key_file, read_secret_files
 from shared.tokens import TokenIssuer, TokenVerifier
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
@@ -39,6 +41,23 @@ def normalize_database_url(value: str) -> str:
     return url.set(drivername=driver).render_as_string(hide_password=False)
 
 
+ORIGIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+"""A URL's `host[:port]`, as the console's Content-Security-Policy may name it."""
+
+
+def check_relay_public_url(url: str) -> str:
+    """A path on the console's origin, or an absolute `ws://`/`wss://` URL with a host."""
+    parsed = urlsplit(url)
+    is_path = url.startswith("/") and not url.startswith("//")
+    if not is_path and (parsed.scheme not in ("ws", "wss") or not parsed.hostname):
+        raise ValueError("must be a path (/ws) or a ws:// or wss:// URL with a host")
+    if parsed.query or parsed.fragment or parsed.username or parsed.password:
+        raise ValueError("must not carry a query, a fragment or credentials")
+    if not is_path and (not ORIGIN_HOST.fullmatch(parsed.netloc) or parsed.port == 0):
+        raise ValueError("names no valid host[:port]")
+    return url
+
+
 class DatabaseSettings(BaseSettings):
     """Only the database URL: what `alembic` needs, without the token settings."""
 
@@ -62,6 +81,13 @@ class DatabaseSettings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+class MigrationSettings(DatabaseSettings):
+    """What `auth-service migrate` reads: the database, and LOG_LEVEL checked like everywhere
+    else. No signing key nor any other secret: the migration job holds none."""
+
+    log_level: LogLevel = "INFO"
+
+
 class AuthSettings(CommonSettings, DatabaseSettings):
     """Everything `auth-service` reads from the environment and `.env`."""
 
@@ -73,6 +99,9 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     livekit_api_secret: SecretStr | None = None
     livekit_api_secret_file: Path | None = None
     livekit_token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
+    relay_public_url: str = Field(default="/ws", max_length=2048)
+    """The relay's WebSocket URL the console uses: `ws(s)://host[:port]/path`, or a path on
+    the console's own origin (a load balancer routing `/ws` to the relays)."""
 
     first_admin_username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
     first_admin_password: SecretStr | None = None
@@ -107,6 +136,11 @@ class AuthSettings(CommonSettings, DatabaseSettings):
         if url is not None and not url.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError("must start with ws://, wss://, http:// or https://")
         return url
+
+    @field_validator("relay_public_url")
+    @classmethod
+    def _relay_public_url(cls, url: str) -> str:
+        return check_relay_public_url(url)
 
     @field_validator("jwt_private_key_file")
     @classmethod

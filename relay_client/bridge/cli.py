@@ -1,11 +1,8 @@
 """`factory-bridge`: connect a factory machine, simulated or a PLC over Modbus TCP, to the relay.
 
 Settings come from the environment, `.env` and `.factory-bridge.env` (which
-`auth-service demo-users` writes for the demo factory): `BRIDGE_RELAY_URL`,
-`BRIDGE_AUTH_URL`, `BRIDGE_USERNAME`, `BRIDGE_PASSWORD`, `BRIDGE_STATUS_INTERVAL_SECONDS`,
-and the machine: `BRIDGE_MACHINE` (`simulated`, the default, or `modbus`), then for
-`modbus` `BRIDGE_MODBUS_HOST` (required), `BRIDGE_MODBUS_PORT` (502) and
-`BRIDGE_MODBUS_DEVICE_ID` (1). The register map is in `relay_client.bridge.modbus`.
+`auth-service demo-users` writes for the demo factory); `factory-bridge --help` lists
+them with their defaults. The register map is in `relay_client.bridge.modbus`.
 """
 
 from __future__ import annotations
@@ -13,23 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relay_client.auth import LoginRefusedError
 from relay_client.bridge.bridge import Bridge
 from relay_client.bridge.machine import Machine, SimulatedMachine
-from relay_client.client import RelayClient
+from relay_client.client import ClientStoppedError, RelayClient
+from shared.cli import command_parser, fail
 from shared.logging import configure_logging
-from shared.settings import load_settings
+from shared.settings import LogLevel, load_settings
+
+ENV_FILES = (".env", ".factory-bridge.env")
 
 
 class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="BRIDGE_", env_file=(".env", ".factory-bridge.env"), extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", env_file=ENV_FILES, extra="ignore")
 
     relay_url: str = Field(default="ws://127.0.0.1:8001/ws", pattern=r"^wss?://")
     auth_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
@@ -52,6 +52,22 @@ class BridgeSettings(BaseSettings):
                     "BRIDGE_MACHINE: modbus needs pymodbus: pip install 'factory-relay[modbus]'"
                 )
         return self
+
+
+class LogSettings(BaseSettings):
+    """`LOG_LEVEL` without the prefix: the same setting as the services' (one `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=ENV_FILES, extra="ignore")
+
+    log_level: LogLevel = "INFO"
+
+
+DESCRIPTION = (
+    "Log in to the auth service as a factory, connect to the relay, publish the machine's "
+    "status every interval and answer operators' commands (COMMAND_ACK or "
+    "COMMAND_REJECTED). The machine is simulated, or a PLC over Modbus TCP "
+    "(BRIDGE_MACHINE=modbus, needs the modbus extra)."
+)
 
 
 @contextlib.asynccontextmanager
@@ -80,11 +96,52 @@ async def run_bridge(settings: BridgeSettings) -> None:
         await Bridge(client, machine, settings.status_interval_seconds).run()
 
 
-def main() -> None:
+async def run_until_stopped(settings: BridgeSettings) -> None:
+    """Run the bridge until SIGTERM or SIGINT (then close its session and return)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bridge = asyncio.create_task(run_bridge(settings), name="bridge")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({bridge, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        bridge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bridge  # re-raises what ended the bridge, if it ended by itself
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    command_parser("factory-bridge", DESCRIPTION, [BridgeSettings, LogSettings]).parse_args(argv)
+    log_level = load_settings(LogSettings).log_level
     settings = load_settings(BridgeSettings)
-    configure_logging("INFO", service="factory-bridge")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_bridge(settings))
+    configure_logging(log_level, service="factory-bridge")
+    try:
+        asyncio.run(run_until_stopped(settings))
+    except (ClientStoppedError, ExceptionGroup) as error:
+        stopped = _client_stopped(error)
+        if stopped is None:
+            raise
+        fail(_explain(stopped))
+
+
+def _client_stopped(error: BaseException) -> ClientStoppedError | None:
+    """The client's final error, alone or inside the bridge's task group."""
+    if isinstance(error, ClientStoppedError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := _client_stopped(inner)) is not None:
+                return found
+    return None
+
+
+def _explain(stopped: ClientStoppedError) -> str:
+    if isinstance(stopped.__cause__, LoginRefusedError):
+        return f"{stopped}: check BRIDGE_USERNAME and BRIDGE_PASSWORD (not retried)"
+    return str(stopped)
 
 
 if __name__ == "__main__":

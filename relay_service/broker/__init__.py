@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from relay_service.broker.base import Broker, MessageHandler
+from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.config import RelaySettings
 
 
@@ -20,8 +20,11 @@ def broker_for(settings: RelaySettings, client: Redis | None, on_message: Messag
         client,
         on_message,
         reconnect_max_seconds=settings.broker_reconnect_max_seconds,
+        timeout_seconds=settings.redis_timeout_seconds,
         publish_queue_limit=settings.broker_publish_queue_limit,
+        publish_queue_limit_bytes=settings.broker_publish_queue_limit_bytes,
+        publish_max_age_seconds=settings.broker_publish_max_age_ms / 1000,
     )
 
 
-__all__ = ["Broker", "MessageHandler", "broker_for"]
+__all__ = ["Broker", "DropCallback", "MessageHandler", "broker_for"]

@@ -2,8 +2,10 @@
 
 A broker carries each published message once to every replica subscribed to its channel,
 this one included. Delivery is at most once: a message published while the broker is
-unreachable, or that does not fit its publish queue, is dropped and counted
-(`relay_broker_dropped_messages_total`), never delivered late.
+unreachable, that does not fit its publish queue, that waited too long in it, or whose
+publish failed, is dropped and counted (`relay_broker_dropped_messages_total{reason}`),
+never delivered late. Its publisher may ask to hear of the drop (`on_dropped`), to tell
+the sender.
 
 The handler is registered once, at construction. It is synchronous and called from the
 broker's own listener (never from the publisher's call stack), once per message, in the
@@ -26,6 +28,11 @@ log = get_logger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
 """Called with `(channel, message)` for every message on a subscribed channel, in order."""
+
+DropCallback = Callable[[str], None]
+"""Called once with the reason when a published message is dropped instead of published:
+`queue_full`, `too_old`, `publish_failed` or `unreachable`. Called from `publish` itself
+or from the broker's publisher task; it must not raise (what it raises is logged)."""
 
 BAD_MESSAGE_LOG_SECONDS = 10.0
 """At most one log line per reason and channel this often: a replica of another version
@@ -64,10 +71,11 @@ class Broker(ABC):
         """Stop hearing `channel` (remembered across reconnects too)."""
 
     @abstractmethod
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         """Queue `message` for every replica; never blocks, keeps the caller's order.
 
-        When the publish queue is full the message is dropped and counted at once."""
+        A message that cannot be published (see the module's docstring) is dropped and
+        counted, and `on_dropped` is called once with the reason."""
 
     @property
     @abstractmethod

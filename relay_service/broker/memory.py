@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay_service.broker.base import Broker, MessageHandler
+from relay_service.broker.base import Broker, DropCallback, MessageHandler
 
 
 class MemoryBroker(Broker):
@@ -29,7 +29,8 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
 
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+        """Never drops: there is no queue and nothing to be unreachable."""
         asyncio.get_running_loop().call_soon(self._deliver, channel, message)
 
     def _deliver(self, channel: str, message: bytes) -> None:

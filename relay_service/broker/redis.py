@@ -1,18 +1,34 @@
 """Redis pub/sub: every replica publishes each message once and hears every audience it serves.
 
-One pub/sub connection per replica, read by one listener task that hands each message to
-the hub at once (the hub only appends to bounded per-session queues, so reading never
-waits on a socket). When Redis drops, the sockets stay open: the listener reconnects with
-capped exponential backoff and jitter, re-subscribes, and the gauge `relay_broker_up` and
-`/readyz` say it was down. Publishing goes through one ordered queue drained in pipelines,
-so per-sender order holds and a sender never waits for Redis.
+Listening: one pub/sub connection per replica, read by one listener task that hands each
+message to the hub at once (the hub only appends to bounded per-session queues, so reading
+never waits on a socket). The listener also watches that connection: every
+`HEALTH_INTERVAL_SECONDS` it sends PING on it and expects the pong within the Redis
+timeout. A missing pong (a hung Redis keeps its TCP connections open and answers nothing)
+or a lost connection marks the broker down (`ready` false, `relay_broker_up` 0, `/readyz`
+503), closes the connection and reconnects with capped exponential backoff and jitter. It
+is up again once the pong of a PING sent after re-subscribing every channel arrives (Redis
+answers in order, so that pong also confirms the subscriptions).
+
+Publishing: one ordered queue, bounded in messages and in bytes, drained in pipelines by
+one publisher task, so per-sender order holds and a sender never waits for Redis. A
+message is dropped instead (counted in `relay_broker_dropped_messages_total{reason}`, its
+`on_dropped` called once) when the broker is down (`unreachable`) or the queue full
+(`queue_full`) as it is published, when it waited longer than the max age by the time its
+turn came (`too_old`), and when the pipeline carrying it failed or outlasted the Redis
+timeout (`publish_failed`).
+
+Every Redis call here is bounded by the Redis timeout with `asyncio.timeout` (a timer, not a
+task per call); the client has no socket timeout of its own (`relay.redis_client`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -21,15 +37,30 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from relay_service import metrics
-from relay_service.broker.base import Broker, MessageHandler
+from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 FIRST_RETRY_SECONDS = 0.1
 PUBLISH_BATCH = 1000
-POLL_SECONDS = 5.0
-SUBSCRIBE_CONFIRM_SECONDS = 2.0
+HEALTH_INTERVAL_SECONDS = 1.0
+"""How often the listener PINGs its connection: a hung Redis is noticed within this plus
+the Redis timeout."""
+DROP_LOG_SECONDS = 10.0
+"""At most one log line per drop reason this often: an outage drops every message."""
+
+QUEUE_FULL = "queue_full"
+TOO_OLD = "too_old"
+PUBLISH_FAILED = "publish_failed"
+UNREACHABLE = "unreachable"
+
+Queued = tuple[float, str, bytes, DropCallback | None]
+"""A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
+
+
+class UnresponsiveError(Exception):
+    """Redis did not answer on the pub/sub connection in time, or its subscriptions are stale."""
 
 
 class RedisBroker(Broker):
@@ -39,19 +70,30 @@ class RedisBroker(Broker):
         on_message: MessageHandler,
         *,
         reconnect_max_seconds: float,
+        timeout_seconds: float,
         publish_queue_limit: int,
+        publish_queue_limit_bytes: int,
+        publish_max_age_seconds: float,
     ) -> None:
         super().__init__(on_message)
         self._client = client
         self._reconnect_max_seconds = reconnect_max_seconds
+        self._timeout = timeout_seconds
         self._publish_queue_limit = publish_queue_limit
+        self._publish_queue_limit_bytes = publish_queue_limit_bytes
+        self._publish_max_age = publish_max_age_seconds
         self._channels: set[str] = set()
         self._pubsub: PubSub | None = None
-        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox: deque[Queued] = deque()
+        self._queued_bytes = 0
         self._outbox_filled = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
+        self._stale = False
+        self._pongs = 0
         self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._drop_logged_at: dict[str, float] = {}
+        metrics.BROKER_PUBLISH_QUEUE_BYTES.set_function(lambda: self._queued_bytes)
 
     async def connect(self) -> None:
         self._tasks = [
@@ -67,51 +109,132 @@ class RedisBroker(Broker):
                 await task
         self._tasks = []
 
+    @property
+    def ready(self) -> bool:
+        """Connected, subscribed, and the last PING answered in time."""
+        return self._pubsub is not None
+
+    # -- subscriptions ------------------------------------------------------------
+
     async def subscribe(self, channel: str) -> None:
-        """Subscribe, and wait (briefly) until Redis confirms: then nothing sent is missed."""
+        """Subscribe, and wait (at most the Redis timeout) until Redis confirms: then
+        nothing published afterwards is missed. While down, the next connect subscribes."""
         self._channels.add(channel)
-        if self._pubsub is None:
+        pubsub = self._pubsub
+        if pubsub is None:
             return
         confirmed = self._confirmations.setdefault(
             channel, asyncio.get_running_loop().create_future()
         )
-        await self._send_to_pubsub("subscribe", channel)
-        with suppress(TimeoutError):
-            async with asyncio.timeout(SUBSCRIBE_CONFIRM_SECONDS):
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.subscribe(channel)
                 await asyncio.shield(confirmed)
+        except (RedisError, OSError) as error:  # TimeoutError is an OSError
+            self._resubscribe_soon("subscribe", channel, error)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        await self._send_to_pubsub("unsubscribe", channel)
-
-    def publish(self, channel: str, message: bytes) -> None:
-        if len(self._outbox) >= self._publish_queue_limit:
-            metrics.BROKER_DROPPED.inc()
-            return
-        self._outbox.append((channel, message))
-        self._outbox_filled.set()
-
-    @property
-    def ready(self) -> bool:
-        return self._pubsub is not None
-
-    async def _send_to_pubsub(self, command: str, channel: str) -> None:
-        """Change a live subscription; while disconnected, the next connect subscribes anew."""
         pubsub = self._pubsub
         if pubsub is None:
             return
         try:
-            await getattr(pubsub, command)(channel)
+            async with asyncio.timeout(self._timeout):
+                await pubsub.unsubscribe(channel)
         except (RedisError, OSError) as error:
-            log.warning("broker_subscription_deferred", channel=channel, error=str(error))
+            self._resubscribe_soon("unsubscribe", channel, error)
+
+    def _resubscribe_soon(self, command: str, channel: str, error: BaseException) -> None:
+        """A subscription change that failed halfway leaves the connection's subscriptions
+        unknown: the listener reconnects (within a health interval) and subscribes anew."""
+        log.warning(
+            "broker_subscription_deferred", command=command, channel=channel, error=_describe(error)
+        )
+        self._stale = True
+
+    # -- publishing ---------------------------------------------------------------
+
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+        if self._pubsub is None:
+            self._drop(UNREACHABLE, on_dropped)
+            return
+        size = len(message)
+        if (
+            len(self._outbox) >= self._publish_queue_limit
+            or self._queued_bytes + size > self._publish_queue_limit_bytes
+        ):
+            self._drop(QUEUE_FULL, on_dropped)
+            return
+        self._outbox.append((time.monotonic(), channel, message, on_dropped))
+        self._queued_bytes += size
+        self._outbox_filled.set()
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await self._outbox_filled.wait()
+            self._outbox_filled.clear()
+            while self._outbox:
+                batch = self._next_batch()
+                if batch:
+                    await self._publish_batch(batch)
+
+    def _next_batch(self) -> list[Queued]:
+        """Up to `PUBLISH_BATCH` messages to publish now; on the way, those that waited past
+        the max age, or all while the broker is down, are dropped."""
+        oldest_allowed = time.monotonic() - self._publish_max_age
+        up = self._pubsub is not None
+        outbox = self._outbox
+        batch: list[Queued] = []
+        while outbox and len(batch) < PUBLISH_BATCH:
+            queued = outbox.popleft()
+            self._queued_bytes -= len(queued[2])
+            if queued[0] < oldest_allowed:
+                self._drop(TOO_OLD, queued[3])
+            elif not up:
+                self._drop(UNREACHABLE, queued[3])
+            else:
+                batch.append(queued)
+        return batch
+
+    async def _publish_batch(self, batch: list[Queued]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for _, channel, message, _ in batch:
+                        pipe.publish(channel, message)
+                    await pipe.execute()
+        except Exception as error:  # the publisher outlives any one failed batch
+            log.warning("broker_publish_failed", dropped=len(batch), error=_describe(error))
+            for *_, on_dropped in batch:
+                self._drop(PUBLISH_FAILED, on_dropped, logged=True)
+
+    def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
+        metrics.DROPPED[reason].inc()
+        if not logged:
+            self._log_drop(reason)
+        if on_dropped is not None:
+            try:
+                on_dropped(reason)
+            except Exception:
+                log.exception("broker_drop_callback_failed", reason=reason)
+
+    def _log_drop(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged_at.get(reason, -DROP_LOG_SECONDS) >= DROP_LOG_SECONDS:
+            self._drop_logged_at[reason] = now
+            log.warning("broker_messages_dropped", reason=reason)
+
+    # -- listening ----------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 await self._listen_once()
-            except (RedisError, OSError) as error:
-                log.warning("broker_connection_lost", error=str(error), retry_in=round(delay, 2))
+            except (RedisError, OSError, UnresponsiveError) as error:
+                log.warning(
+                    "broker_connection_lost", error=_describe(error), retry_in=round(delay, 2)
+                )
             except Exception:
                 log.exception("broker_listener_failed", retry_in=round(delay, 2))
             if self._was_connected:
@@ -122,25 +245,68 @@ class RedisBroker(Broker):
 
     async def _listen_once(self) -> None:
         self._was_connected = False
+        self._stale = False
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(*self._channels)
+            await self._subscribe_all(pubsub)
             self._mark_up(pubsub)
-            while True:
-                message = await pubsub.get_message(timeout=POLL_SECONDS)
-                if message is not None:
-                    self._route(message)
+            while not self._stale:
+                await self._read_for(pubsub, HEALTH_INTERVAL_SECONDS)
+                await self._check(pubsub)
+            raise UnresponsiveError("a subscription change failed: subscribing anew")
         finally:
             self._mark_down()
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    async def _subscribe_all(self, pubsub: PubSub) -> None:
+        """Subscribe every channel, including those added while waiting for Redis."""
+        subscribed: set[str] = set()
+        while True:
+            missing = self._channels - subscribed
+            await self._check(pubsub, subscribe=sorted(missing))
+            subscribed |= missing
+            if self._channels <= subscribed:
+                return
+
+    async def _check(self, pubsub: PubSub, subscribe: Sequence[str] = ()) -> None:
+        """PING (after SUBSCRIBE, if any) and read on until its pong, all within the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        pongs = self._pongs
+        try:
+            async with asyncio.timeout_at(deadline):
+                if subscribe:
+                    await pubsub.subscribe(*subscribe)
+                await pubsub.ping()
+        except TimeoutError:
+            raise UnresponsiveError(f"no answer within {self._timeout:g} s") from None
+        while self._pongs == pongs:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UnresponsiveError(f"no answer to PING within {self._timeout:g} s")
+            await self._read_one(pubsub, remaining)
+
+    async def _read_for(self, pubsub: PubSub, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while not self._stale and (remaining := until - loop.time()) > 0:
+            await self._read_one(pubsub, remaining)
+
+    async def _read_one(self, pubsub: PubSub, within: float) -> None:
+        """One message, or none within `within` s (redis-py bounds the read with a timer)."""
+        message = await pubsub.get_message(timeout=within)
+        if message is not None:
+            self._route(message)
+
     def _route(self, message: dict[str, Any]) -> None:
-        channel = message["channel"].decode()
-        if message["type"] == "message":
-            self._hand_over(channel, message["data"])
-        elif message["type"] == "subscribe":
-            confirmed = self._confirmations.pop(channel, None)
+        kind = message["type"]
+        if kind == "message":
+            self._hand_over(message["channel"].decode(), message["data"])
+        elif kind == "pong":
+            self._pongs += 1
+        elif kind == "subscribe":
+            confirmed = self._confirmations.pop(message["channel"].decode(), None)
             if confirmed is not None and not confirmed.done():
                 confirmed.set_result(None)
 
@@ -154,22 +320,9 @@ class RedisBroker(Broker):
         self._pubsub = None
         metrics.BROKER_UP.set(0)
 
-    async def _publish_forever(self) -> None:
-        while True:
-            await self._outbox_filled.wait()
-            self._outbox_filled.clear()
-            while self._outbox:
-                batch = [
-                    self._outbox.popleft() for _ in range(min(len(self._outbox), PUBLISH_BATCH))
-                ]
-                await self._publish_batch(batch)
 
-    async def _publish_batch(self, batch: list[tuple[str, bytes]]) -> None:
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for channel, message in batch:
-                    pipe.publish(channel, message)
-                await pipe.execute()
-        except Exception as error:  # the publisher outlives any one failed batch
-            metrics.BROKER_DROPPED.inc(len(batch))
-            log.warning("broker_publish_failed", dropped=len(batch), error=repr(error))
+def _describe(error: BaseException) -> str:
+    """A log line's `error`: a timeout says so (its own text is empty)."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return "timed out"
+    return str(error) or repr(error)

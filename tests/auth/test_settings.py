@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
+from fastapi import FastAPI
 
 from auth_service import cli
 from auth_service.core.config import AuthSettings, normalize_database_url
@@ -84,16 +83,11 @@ def test_first_admin_needs_both_name_and_password(sqlite_database: str) -> None:
     [("", False, None), ("10.0.0.1,10.0.0.2", True, "10.0.0.1,10.0.0.2")],
 )
 def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(
-    sqlite_database: str,
-    monkeypatch: pytest.MonkeyPatch,
-    allowed: str,
-    proxy_headers: bool,
-    forwarded: str | None,
+    sqlite_database: str, allowed: str, proxy_headers: bool, forwarded: str | None
 ) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda _app, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(cli, "configure_logging", lambda *_args, **_kwargs: None)
-    cli.serve(make_settings(sqlite_database, forwarded_allow_ips=allowed, port=8123))
-    assert calls[0]["proxy_headers"] is proxy_headers
-    assert calls[0]["forwarded_allow_ips"] == forwarded
-    assert calls[0]["port"] == 8123
+    settings = make_settings(sqlite_database, forwarded_allow_ips=allowed, port=8123)
+    config = cli.server_config(settings, FastAPI())
+    assert config.proxy_headers is proxy_headers
+    if proxy_headers:
+        assert config.forwarded_allow_ips == forwarded
+    assert config.port == 8123

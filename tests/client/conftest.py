@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from relay_client import Message, RelayClient
 from shared.identity import UserType
 from tests.processes import AuthProcess, RelayProcess
 
 JWT_SECRET = "client-test-secret-0123456789abcdefghijk"
 ADMIN = ("admin", "admin-password-123")
 PASSWORD = "password-1234"
+WAIT = 10.0
+"""The longest a test waits for a message or a state."""
 
 
 @dataclass
@@ -42,6 +46,30 @@ def login(auth: AuthProcess, username: str, password: str) -> str:
     response.raise_for_status()
     token: str = response.json()["access_token"]
     return token
+
+
+def client_for(stack: Stack, username: str, relay: RelayProcess | None = None) -> RelayClient:
+    return RelayClient(
+        (relay or stack.relay).ws_url,
+        auth_url=stack.auth.http_url,
+        username=username,
+        password=PASSWORD,
+    )
+
+
+@pytest.fixture
+async def operator(stack: Stack) -> AsyncIterator[RelayClient]:
+    async with client_for(stack, stack.create_user(UserType.OPERATOR)) as client:
+        yield client
+
+
+async def next_message(client: RelayClient, op: int, name: str | None = None) -> Message:
+    """The next message of this op (and event name), skipping the others."""
+    async with asyncio.timeout(WAIT):
+        async for message in client:
+            if message.op == op and (name is None or message.name == name):
+                return message
+    raise AssertionError("the client stopped")
 
 
 @pytest.fixture(scope="module")

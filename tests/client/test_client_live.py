@@ -6,38 +6,28 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from relay_client import ClientStoppedError, Message, RelayClient
+from relay_client import ClientStoppedError, RelayClient
 from relay_client import login as relay_login
 from shared.identity import UserType
-from tests.client.conftest import ADMIN, JWT_SECRET, PASSWORD, Stack, login
+from tests.client.conftest import (
+    ADMIN,
+    JWT_SECRET,
+    PASSWORD,
+    WAIT,
+    Stack,
+    client_for,
+    login,
+    next_message,
+)
 from tests.processes import RelayProcess, ServiceProcess, console_script
 
 DOCS_BRIDGE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "bridge.py"
-WAIT = 10.0
-
-
-def client_for(stack: Stack, username: str, relay: RelayProcess | None = None) -> RelayClient:
-    return RelayClient(
-        (relay or stack.relay).ws_url,
-        auth_url=stack.auth.http_url,
-        username=username,
-        password=PASSWORD,
-    )
-
-
-async def next_message(client: RelayClient, op: int, name: str | None = None) -> Message:
-    """The next message of this op (and event name), skipping the others."""
-    async with asyncio.timeout(WAIT):
-        async for message in client:
-            if message.op == op and (name is None or message.name == name):
-                return message
-    raise AssertionError("the client stopped")
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:
@@ -45,12 +35,6 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT):
         while not condition():  # noqa: ASYNC110 — nothing to await but the state itself
             await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def operator(stack: Stack) -> AsyncIterator[RelayClient]:
-    async with client_for(stack, stack.create_user(UserType.OPERATOR)) as client:
-        yield client
 
 
 async def test_a_client_given_credentials_logs_in_and_identifies(stack: Stack) -> None:

@@ -21,13 +21,12 @@ from relay_client import Message, RelayClient
 from relay_client.bridge import Bridge, CommandRejectedError, MachineUnavailableError
 from relay_client.bridge.modbus import ModbusMachine
 from shared.identity import UserType
-from tests.client.conftest import PASSWORD, Stack
+from tests.client.conftest import PASSWORD, WAIT, Stack, next_message
 from tests.processes import ServiceProcess, console_script, free_port, run_to_exit
 
 DEVICE_ID = 3
 READ_HOLDING, READ_INPUT = 3, 4  # Modbus function codes, which name the datastore's tables
 TIMEOUT = 0.5  # the machine's per-request timeout: a local server answers in microseconds
-WAIT = 10.0
 
 
 class Plc:
@@ -294,14 +293,6 @@ def test_a_bad_modbus_setting_stops_the_bridge_naming_it(
     assert finished.returncode == 2
     [line] = finished.stderr.splitlines()
     assert line.startswith(f"error: invalid setting {name}: ")
-
-
-async def next_message(client: RelayClient, op: int, name: str | None = None) -> Message:
-    async with asyncio.timeout(WAIT):
-        async for message in client:
-            if message.op == op and (name is None or message.name == name):
-                return message
-    raise AssertionError("the client stopped")
 
 
 async def test_factory_bridge_drives_a_modbus_plc(stack: Stack, plc: Plc, tmp_path: Path) -> None:

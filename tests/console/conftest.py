@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess, console_script
+from tests.processes import ServiceProcess, console_script, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -41,6 +41,15 @@ ADMIN = "admin"
 PASSWORD = "correct-horse-battery"
 FACTORY = "factory-7"
 OPERATOR = "operator"
+PHONE = (375, 812)
+WALL_SCREEN = (1920, 1080)
+DESKTOP = (1280, 900)
+LIVEKIT_SETTINGS = {
+    "LIVEKIT_URL": f"ws://127.0.0.1:{free_port()}",  # nothing listens there
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret-of-at-least-32-characters-long",
+}
+"""The second auth service's LiveKit: configured, but no LiveKit server runs."""
 HEARTBEAT_INTERVAL_MS = 1000
 """Short, so a console that does not heartbeat is closed (4009) within the tests."""
 
@@ -72,12 +81,14 @@ class Stack:
         return f"ws://127.0.0.1:{self.relay.port}/ws"
 
     def console_url(self, auth_url: str | None = None) -> str:
-        return f"{auth_url or self.auth_url}/console/?relay={self.relay_ws_url}"
+        """The console; it learns where the relay is from its server (`RELAY_PUBLIC_URL`)."""
+        return f"{auth_url or self.auth_url}/console/"
 
-    def start_livekit_auth(self, **livekit: str) -> str:
-        """Start the second auth service with these LiveKit settings; returns its URL."""
-        self.livekit_auth.settings.update(livekit)
-        self.livekit_auth.start()
+    def start_livekit_auth(self) -> str:
+        """Start the second auth service, LiveKit configured (once); returns its URL."""
+        if not self.livekit_auth.running:
+            self.livekit_auth.settings.update(LIVEKIT_SETTINGS)
+            self.livekit_auth.start()
         return self.livekit_auth.http_url
 
     def create_user(self, username: str, user_type: str) -> dict[str, Any]:
@@ -103,7 +114,7 @@ class Stack:
             process.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("console")
     common = {
@@ -119,8 +130,6 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     auth = ServiceProcess(auth_command, workdir, name="auth", settings=common)
     livekit_auth = ServiceProcess(auth_command, workdir, name="auth-livekit", settings=common)
     origins = f"{auth.http_url},{livekit_auth.http_url}"
-    for service in (auth, livekit_auth):
-        service.settings["CORS_ORIGINS"] = origins
     relay = ServiceProcess(
         [console_script("relay-service")],
         workdir,
@@ -131,6 +140,9 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_INTERVAL_MS),
         },
     )
+    for service in (auth, livekit_auth):
+        service.settings["CORS_ORIGINS"] = origins
+        service.settings["RELAY_PUBLIC_URL"] = f"ws://127.0.0.1:{relay.port}/ws"
     bridge = ServiceProcess(
         [console_script("factory-bridge")],
         workdir,
@@ -161,7 +173,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         stack.kill_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file() and shutil.which("chromium") is None:
         missing("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
@@ -179,6 +191,18 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+EXPECT_TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(autouse=True)
+def _expect_timeout() -> None:
+    try:
+        from playwright.sync_api import expect
+    except ImportError:
+        return
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
 @dataclass
 class Console:
     """One browser tab on the console, with its uncaught errors and a screenshot helper."""
@@ -186,16 +210,28 @@ class Console:
     page: Page
     errors: list[str]
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
+
+    def resize(self, size: tuple[int, int]) -> None:
+        width, height = size
+        self.page.set_viewport_size({"width": width, "height": height})
+
+    def new_tab(self) -> Page:
+        """Another tab of the same browser profile (its sessionStorage starts empty)."""
+        page = self.page.context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        return page
 
 
 @pytest.fixture
 def console(browser: Browser) -> Iterator[Console]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    """A tab at 1280 x 900 (`Console.resize` for phones and wall screens)."""
+    width, height = DESKTOP
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from auth_service.core.config import AuthSettings, DatabaseSettings
+from auth_service.core.config import AuthSettings, MigrationSettings
 from relay_service.config import RelaySettings
 from tests.deploy.files import (
     ALL_SETTINGS,
@@ -251,7 +251,7 @@ def test_service_environments_are_accepted_by_the_settings(
         monkeypatch.delenv(name, raising=False)
     services = interpolated["services"]
     for name, settings_class in (
-        ("migrate", DatabaseSettings),
+        ("migrate", MigrationSettings),
         ("auth", AuthSettings),
         ("relay", RelaySettings),
     ):

@@ -22,7 +22,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from auth_service.core.config import AuthSettings, DatabaseSettings
+from auth_service.core.config import AuthSettings, DatabaseSettings, MigrationSettings
 from relay_service.config import RelaySettings
 from shared.keys import write_key_pair
 from tests.deploy.files import (
@@ -433,7 +433,7 @@ def test_settings_are_accepted_by_the_services(
     checks: tuple[tuple[Manifest, type[DatabaseSettings | RelaySettings]], ...] = (
         (find(app, "Deployment", "auth"), AuthSettings),
         (find(app, "Deployment", "relay"), RelaySettings),
-        (migration[0], DatabaseSettings),
+        (migration[0], MigrationSettings),
     )
     for workload, settings_class in checks:
         main = container(workload)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer, private_redis_server
 from tests.relay.harness import (
     ALLOWED_ORIGIN,
     JWT_SECRET,
@@ -126,3 +127,9 @@ async def connect(tokens: Tokens) -> AsyncIterator[Connector]:
     connector = Connector(tokens)
     yield connector
     await connector.close_all()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A `redis-server` of this test's own, to kill, restart or hang (SIGSTOP) at will."""
+    yield from private_redis_server(tmp_path / "redis")

@@ -17,8 +17,8 @@ VALID_COMMAND: dict[str, Any] = {"op": Op.COMMAND, "d": {"payload": {"start": Tr
 # -- 4001 unknown opcode --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op", [0, 7, 99, -1, 2**40], ids=lambda op: f"op-{op}")
-async def test_an_integer_op_other_than_1_to_6_closes_with_4001(
+@pytest.mark.parametrize("op", [0, 8, 99, -1, 2**40], ids=lambda op: f"op-{op}")
+async def test_an_integer_op_other_than_1_to_7_closes_with_4001(
     relays: Relays, connect: Connector, op: int
 ) -> None:
     client = await connect(relays.a, UserType.OPERATOR)
@@ -148,8 +148,9 @@ async def test_a_status_of_the_wrong_shape_closes_with_4002(
         VALID_COMMAND,
         {"op": Op.STATUS, "d": {"payload": 1}},
         {"op": Op.EVENT, "t": "ALARM", "d": {"payload": 1}},
+        {"op": Op.REFRESH, "d": {"token": "any"}},
     ],
-    ids=["command", "status", "event"],
+    ids=["command", "status", "event", "refresh"],
 )
 async def test_a_message_before_ready_closes_with_4003_and_is_not_relayed(
     relays: Relays, connect: Connector, frame: dict[str, Any]

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from shared.identity import UserType
 from shared.protocol import CloseCode
 from tests.processes import console_script, run_to_exit
+from tests.redis_server import RedisServer
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import (
     JWT_SECRET,
@@ -152,60 +148,8 @@ async def test_sigterm_with_no_sessions_exits_0(start_relay: StartRelay) -> None
 # -- Redis loss -----------------------------------------------------------------------
 
 
-class PrivateRedis:
-    """A throwaway `redis-server` on a port of its own, killed and restarted at will."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self._process = subprocess.Popen(
-            [binary, *self._arguments()],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        try:
-            for _ in range(100):
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            pytest.fail("private redis-server did not start")
-        finally:
-            client.close()
-
-    def _arguments(self) -> list[str]:
-        return ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
 async def test_a_redis_restart_keeps_sockets_open_and_delivery_resumes_on_both_replicas(
-    private_redis: PrivateRedis, start_relay: StartRelay, connect: Connector
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
 ) -> None:
     settings = {"BROKER_RECONNECT_MAX_SECONDS": "0.5"}
     a, b = (

@@ -2,7 +2,7 @@
 
 Whatever a client sends, the relay's decoding path raises nothing but `ProtocolError`,
 and the close code names the cause: 4002 for a frame of the wrong shape, 4001 for an
-integer op outside 1-6, 4010 for an op or event name the user type may not send.
+integer op outside 1-7, 4010 for an op or event name the user type may not send.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relay_service.broker import DropCallback
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
@@ -77,7 +78,7 @@ def decode_path(raw: str | bytes) -> None:
     frame = decode_frame(raw)
     if frame.op == Op.HEARTBEAT:
         heartbeat_sequence(frame.d)
-    elif frame.op == Op.IDENTIFY:
+    elif frame.op in (Op.IDENTIFY, Op.REFRESH):
         parse_data(IdentifyData, frame.d)
     elif frame.op == Op.STATUS:
         parse_data(StatusData, frame.d)
@@ -135,10 +136,10 @@ def test_valid_json_that_is_not_an_object_is_4002(value: Any) -> None:
 
 @PROPERTIES
 @given(
-    st.integers(min_value=-(2**70), max_value=2**70).filter(lambda op: not 1 <= op <= 6),
+    st.integers(min_value=-(2**70), max_value=2**70).filter(lambda op: not 1 <= op <= 7),
     json_values,
 )
-def test_an_object_with_an_integer_op_outside_1_to_6_is_4001(op: int, d: Any) -> None:
+def test_an_object_with_an_integer_op_outside_1_to_7_is_4001(op: int, d: Any) -> None:
     assert close_code_of(json.dumps({"op": op, "d": d})) == CloseCode.UNKNOWN_OPCODE
 
 
@@ -177,7 +178,7 @@ class RecordingRelay(Relay):
         super().__init__(RelaySettings(jwt_secret=JWT_SECRET, redis_url=None, _env_file=None))
         self.published: list[tuple[str, bytes]] = []
 
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         self.published.append((channel, message))
 
 
