@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from functools import cache
 
 from alembic.script import ScriptDirectory
@@ -42,31 +43,56 @@ async def readyz(services: ServicesDep, request: Request) -> Status:
     return Status()
 
 
+@dataclass(frozen=True, slots=True)
+class Migrations:
+    """The migrations this release ships: its head, and every revision it knows."""
+
+    head: str | None
+    known: frozenset[str]
+
+
 @cache
+def shipped_migrations() -> Migrations:
+    """Read from the release's migration files, once."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    known = frozenset(revision.revision for revision in script.walk_revisions())
+    return Migrations(head=script.get_current_head(), known=known)
+
+
 def migrations_head() -> str | None:
-    """The newest revision of the migrations this release ships (read from its files once)."""
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    return shipped_migrations().head
+
+
+def schema_is_current(version: str | None, migrations: Migrations) -> bool:
+    """At this release's head, or past it: a revision this release does not know was
+    written by a newer release's migration (a rollback runs on the newer schema, which
+    keeps the previous release working: docs/operations.md, "Running a release")."""
+    if version is None:
+        return False
+    return version == migrations.head or version not in migrations.known
 
 
 async def require_schema_at_head(request: Request, engine: AsyncEngine) -> None:
-    """503 until the database's `alembic_version` is this release's head.
+    """503 until the database's `alembic_version` is this release's head (or newer).
 
     So a release rolled out before its migration ran never takes traffic: its pods stay
-    unready and the old ones keep serving. Once at head, the answer is remembered for the
+    unready and the old ones keep serving. Once current, the answer is remembered for the
     process's life (a schema does not go back), so readiness costs no query after that.
     """
     if getattr(request.app.state, "schema_at_head", False):
         return
-    head = migrations_head()
+    migrations = shipped_migrations()
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as conn:
             current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception as error:  # no table yet, or the query failed: not migrated
-        log.warning("database schema unknown", error=type(error).__name__, head=head)
+        log.warning("database schema unknown", error=type(error).__name__, head=migrations.head)
         current = None
-    if current != head:
-        log.warning("database schema not at head", current=current, head=head)
+    if not schema_is_current(current, migrations):
+        log.warning("database schema not at head", current=current, head=migrations.head)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="database schema not at this release's head"
         )
+    if current != migrations.head:
+        log.info("database schema newer than this release", current=current)
     request.app.state.schema_at_head = True

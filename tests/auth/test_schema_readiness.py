@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from auth_service.api.health import migrations_head
+from auth_service.api.health import Migrations, migrations_head, schema_is_current
 from tests.processes import AuthProcess, console_script, run_to_exit
 from tests.services import _admin_execute, _plain_dsn, _with_database
 
@@ -89,3 +89,44 @@ def test_the_head_is_the_newest_migration(tmp_path: Path, empty_database: str) -
         return value
 
     assert asyncio.run(version()) == migrations_head()
+
+
+def test_a_rolled_back_release_is_ready_on_a_newer_schema(
+    tmp_path: Path, empty_database: str
+) -> None:
+    """A revision this release does not know was written by a newer release's migration."""
+    migrated = run_to_exit(
+        [console_script("auth-service"), "migrate"], tmp_path, {"DATABASE_URL": empty_database}
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    asyncio.run(_execute(empty_database, "UPDATE alembic_version SET version_num = 'ffff_newer'"))
+    auth = AuthProcess(
+        tmp_path / "auth",
+        jwt_secret=JWT_SECRET,
+        admin=("admin", "admin-password-1"),
+        settings={
+            "DATABASE_URL": empty_database,
+            "FIRST_ADMIN_USERNAME": "",
+            "FIRST_ADMIN_PASSWORD": "",
+        },
+    )
+    try:
+        auth.start()  # waits for /readyz 200
+    finally:
+        auth.kill()
+
+
+def test_a_known_revision_below_head_is_not_ready() -> None:
+    shipped = Migrations(head="0002_next", known=frozenset({"0001_first", "0002_next"}))
+    assert schema_is_current("0002_next", shipped)
+    assert not schema_is_current("0001_first", shipped)
+    assert not schema_is_current(None, shipped)
+    assert schema_is_current("0003_from_a_newer_release", shipped)
+
+
+async def _execute(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(_plain_dsn(url), timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
