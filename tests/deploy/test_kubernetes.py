@@ -299,6 +299,13 @@ def test_ingress_routes_websockets_to_the_relay_with_long_timeouts(app: list[Man
     (rule,) = ingress["spec"]["rules"]
     routes = {path["path"]: path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
     assert routes == {"/ws": "relay", "/": "auth"}
+    login = find(app, "Ingress", "factory-relay-login")
+    assert login["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"] == "5"
+    (login_rule,) = login["spec"]["rules"]
+    assert login_rule["host"] == rule["host"]
+    (path,) = login_rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/auth/token", "Exact")
+    assert path["backend"]["service"]["name"] == "auth"
 
 
 # -- network ------------------------------------------------------------------------------
