@@ -84,3 +84,9 @@ def ready(session_id: str, user: dict[str, str]) -> bytes:
 def refreshed(sequence: int, expires_at: int) -> bytes:
     """The answer to op 7: the session now ends at `exp` (seconds since the epoch)."""
     return dumps({"op": Op.EVENT, "t": "REFRESHED", "s": sequence, "d": {"exp": expires_at}})
+
+
+def delivery_failed(sequence: int, message_id: str, reason: str) -> bytes:
+    """The sender's message `message_id` was not taken for relaying, and never will be."""
+    data = {"id": message_id, "reason": reason}
+    return dumps({"op": Op.EVENT, "t": "DELIVERY_FAILED", "s": sequence, "d": data})

@@ -364,3 +364,40 @@ async def test_a_published_message_is_heard_and_never_reported_dropped(
     await until(lambda: heard.messages == [b"delivered"])
 
     assert reasons == []
+
+
+# -- telling the sender (DELIVERY_FAILED) ---------------------------------------------
+
+
+async def test_a_command_the_relay_cannot_take_is_answered_with_delivery_failed(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    relay = start_on(private_redis, start_relay)
+    operator = await connect(relay, UserType.OPERATOR)
+    factory = await connect(relay, UserType.FACTORY)
+    private_redis.pause()
+    await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
+
+    assert factory.user is not None
+    await operator.command("stop", target=factory.user.username, id="cmd-9")
+
+    frame = await operator.recv_dispatch()
+    assert frame["t"] == "DELIVERY_FAILED"
+    assert frame["d"] == {"id": "cmd-9", "reason": "unreachable"}
+
+
+async def test_a_message_reported_failed_is_not_delivered_when_redis_comes_back(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    relay = start_on(private_redis, start_relay)
+    operator = await connect(relay, UserType.OPERATOR)
+    factory = await connect(relay, UserType.FACTORY)
+    private_redis.pause()
+    await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
+    await operator.command("stop", id="cmd-10")
+    assert (await operator.recv_dispatch())["t"] == "DELIVERY_FAILED"
+
+    private_redis.resume()
+    await wait_for_status(relay, "/readyz", 200, within=5)
+
+    await connect.assert_nothing_relayed(relay, factory)
