@@ -68,4 +68,4 @@ async def test_metrics_are_not_served_through_a_proxy(client: httpx.AsyncClient)
     """The ingress routes `/` to the auth service: what it relays must not reach /metrics."""
     relayed = await client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
     assert relayed.status_code == 404
-    assert relayed.json() == {"detail": "Not Found"}
+    assert relayed.json() == {"detail": "not found"}

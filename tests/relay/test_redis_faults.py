@@ -63,10 +63,16 @@ def start_on(private_redis: RedisServer, start_relay: StartRelay, **settings: st
     return start_relay({**FAST, **settings}, redis_url=private_redis.url, redis_prefix="faults")
 
 
-async def heartbeat(client: Client) -> None:
-    """A round trip: everything the client sent before has been handled by the relay."""
+async def heartbeat(client: Client) -> list[dict[str, object]]:
+    """A round trip: everything the client sent before has been handled by the relay.
+
+    Returns the DELIVERY_FAILED events the relay sent this client meanwhile."""
     await client.send({"op": Op.HEARTBEAT, "d": None})
-    assert await client.recv() == {"op": Op.HEARTBEAT_ACK, "d": None}
+    failures = []
+    while (frame := await client.recv()) != {"op": Op.HEARTBEAT_ACK, "d": None}:
+        assert frame.get("t") == "DELIVERY_FAILED", frame
+        failures.append(frame)
+    return failures
 
 
 def log_events(relay: RelayProcess) -> list[dict[str, object]]:
@@ -181,9 +187,10 @@ async def test_a_status_published_while_redis_is_known_unreachable_is_dropped_at
     await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
 
     await factory.status("lost")
-    await heartbeat(factory)
+    failures = await heartbeat(factory)
 
     assert await metric_value(relay, dropped("unreachable")) == 1
+    assert [failure["d"]["reason"] for failure in failures] == ["unreachable"]  # type: ignore[index]
 
 
 async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
@@ -204,9 +211,10 @@ async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
 
     for _ in range(5):
         await factory.status(payload)
-    await heartbeat(factory)
+    failures = await heartbeat(factory)
 
     assert await metric_value(relay, dropped("queue_full")) == 3
+    assert len(failures) == 3
     assert 3000 < await metric_value(relay, "relay_broker_publish_queue_bytes") <= 4096
 
 
