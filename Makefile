@@ -33,12 +33,11 @@ run: $(INSTALLED) .env ## Start the auth service (:8000), the relay (:8001) and 
 	@grep -q '^RELAY_PUBLIC_URL=' .env || echo "RELAY_PUBLIC_URL=$(CONSOLE_RELAY_URL)" >> .env
 	$(BIN)/auth-service migrate
 	$(BIN)/auth-service demo-users
-	@echo "operator console: http://127.0.0.1:8000/console/"
-	@trap 'kill 0' EXIT INT TERM; \
-	  PORT=8000 $(BIN)/auth-service serve & \
-	  PORT=8001 $(BIN)/relay-service & \
-	  sleep 2; $(BIN)/factory-bridge & \
-	  wait
+	@echo "operator console: http://127.0.0.1:8000/console/ (Ctrl-C stops everything)"
+	@$(BIN)/python -m devtools.supervise \
+	  "auth=env PORT=8000 $(BIN)/auth-service serve" \
+	  "relay=env PORT=8001 $(BIN)/relay-service" \
+	  "bridge=sh -c 'sleep 2 && exec $(BIN)/factory-bridge'"
 
 test: $(INSTALLED) ## Run every test (real PostgreSQL and Redis where reachable)
 	$(BIN)/pytest
@@ -46,7 +45,7 @@ test: $(INSTALLED) ## Run every test (real PostgreSQL and Redis where reachable)
 lint: $(INSTALLED) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared auth_service relay_service relay_client migrations tests bench
+	$(BIN)/mypy shared auth_service relay_service relay_client migrations tests bench devtools
 
 migrate: $(INSTALLED) .env ## Apply the database migrations (DATABASE_URL or the SQLite default)
 	$(BIN)/auth-service migrate

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-REDIS_TIMEOUT_SECONDS = 5
 STARTUP_FAILURE = 3
 """uvicorn's exit code when the application cannot start."""
 DESCRIPTION = "The auth service: its HTTP API, its database and its users."
@@ -156,39 +155,33 @@ def set_password(settings: AuthSettings, username: str) -> None:
 
 
 async def _update_user(settings: AuthSettings, username: str, change: UserUpdate) -> bool:
-    """Apply the change and revoke as the API does (Redis first, when set); False: no user."""
-    from redis.asyncio import Redis
-
+    """Apply the change and revoke as the API does (the database first, then Redis when
+    set); False: no user."""
     from auth_service import users
     from auth_service.core.db import create_engine, session_factory
     from auth_service.revocation import Revocations
-    from shared.revocation import RedisRevocations
+    from auth_service.services import redis_client, revocation_sync
 
-    engine = create_engine(settings.database_url)
-    redis = (
-        None
-        if settings.redis_url is None
-        else Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-        )
-    )
-    revocations = Revocations(
-        None
-        if redis is None
-        else RedisRevocations(
-            redis, prefix=settings.redis_prefix, token_ttl_seconds=settings.access_token_ttl_seconds
-        )
-    )
+    engine = create_engine(settings.database_url, settings.database_timeout_seconds)
+    redis = redis_client(settings)
+    sessions = session_factory(engine)
+    sync = revocation_sync(settings, redis, sessions)
+    revocations = Revocations(sync, settings.access_token_ttl_seconds)
     try:
-        async with session_factory(engine)() as session:
+        async with sessions() as session:
             user = await users.get_user_by_name(session, username)
             if user is None:
                 return False
             cutoff = await users.apply_update(user, change)
-            await revocations.commit_user_revocation(session, user.id, cutoff)
-            return True
+            await revocations.commit_user_revocation(session, user, cutoff)
+        if sync is not None and sync.has_pending_events:
+            print(
+                "warning: done, but Redis could not be told: relays may accept the old "
+                "tokens until the auth service restores its copy (it does after a Redis "
+                "outage it notices, and at every start)",
+                file=sys.stderr,
+            )
+        return True
     finally:
         if redis is not None:
             await redis.aclose()

@@ -31,11 +31,11 @@ STATUS_PHRASES = frozenset(code.phrase for code in HTTPStatus)
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisError,
     OSError,
 )
-"""What a request meets when PostgreSQL or Redis is down: the client should retry later."""
+"""What a request meets when PostgreSQL or Redis is down, hung or (Redis) full: the client
+should retry later. Any Redis error counts, so a full Redis (`OOM …`) fails closed too."""
 RETRY_AFTER_SECONDS = 5
 
 
@@ -77,7 +77,7 @@ async def validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def dependency_unavailable(request: Request, error: Exception) -> JSONResponse:
-    log.warning("backing service unavailable", path=request.url.path, error=repr(error))
+    log.warning("backing_service_unavailable", path=request.url.path, error=type(error).__name__)
     return JSONResponse(
         {"detail": "service temporarily unavailable, try again later"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -87,7 +87,7 @@ async def dependency_unavailable(request: Request, error: Exception) -> JSONResp
 
 async def internal_error(request: Request, error: Exception) -> JSONResponse:
     """Log the failure server-side; the client only learns that it happened."""
-    log.error("unhandled error", path=request.url.path, exc_info=error)
+    log.error("unhandled_error", path=request.url.path, exc_info=error)
     return JSONResponse(
         {"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
     )

@@ -38,7 +38,8 @@ def video_grants(user_type: UserType, room: str) -> api.VideoGrants:
 
 
 class LiveKitTokens:
-    def __init__(self, *, api_key: str, api_secret: str, ttl_seconds: int) -> None:
+    def __init__(self, *, url: str, api_key: str, api_secret: str, ttl_seconds: int) -> None:
+        self.url = url
         self._api_key = api_key
         self._api_secret = api_secret
         self._ttl = timedelta(seconds=ttl_seconds)

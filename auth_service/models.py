@@ -96,3 +96,16 @@ class RevokedToken(Base):
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class DeletedUser(Base):
+    """A deleted user's tombstone, kept while tokens issued before `deleted_at` may live.
+
+    The user's row is gone, but the relays' copy of the revocation in Redis may have to be
+    restored from the database (Redis emptied): this is what it is restored from.
+    """
+
+    __tablename__ = "deleted_users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -14,20 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.core.security import hash_password
 from auth_service.models import User
 from auth_service.schemas import UserCreate, UserUpdate
-from shared.identity import username_key
+from shared import revocation as shared_revocation
+from shared.identity import UserType, username_key
 
 
 class UsernameTakenError(Exception):
     """Another user has this name (compared regardless of case)."""
 
 
-def revocation_cutoff() -> datetime:
-    """Now, rounded down to the millisecond like a token's `iat` (see shared.tokens).
+async def revocation_cutoff() -> datetime:
+    """The cutoff of a change made now, returned once it has come (under a second).
 
-    A token minted in the same millisecond as the change is kept: it was minted with the
-    new password, type or state, which is what a login right after a change expects.
+    Commit the change after this: tokens minted before it, even in the same second, are
+    revoked, and tokens minted with the change are not (see `shared.revocation`).
     """
-    return datetime.fromtimestamp(math.floor(time.time() * 1000) / 1000, UTC)
+    cutoff = shared_revocation.revocation_cutoff(time.time())
+    await shared_revocation.wait_for_cutoff(cutoff)
+    return datetime.fromtimestamp(cutoff, UTC)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -49,6 +51,15 @@ async def count_users(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(User)) or 0
 
 
+async def count_active_admins(session: AsyncSession, *, lock: bool = False) -> int:
+    """Enabled admins; with `lock`, their rows stay locked until the transaction ends
+    (PostgreSQL; SQLite serializes writers anyway)."""
+    statement = select(User.id).where(User.type == UserType.ADMIN, User.disabled.is_(False))
+    if lock:
+        statement = statement.with_for_update()
+    return len((await session.scalars(statement)).all())
+
+
 async def create_user(session: AsyncSession, data: UserCreate) -> User:
     """Insert and commit a user; `UsernameTakenError` if the name is taken in any case."""
     if await get_user_by_name(session, data.username) is not None:
@@ -66,6 +77,12 @@ async def create_user(session: AsyncSession, data: UserCreate) -> User:
         await session.rollback()
         raise UsernameTakenError(data.username) from None
     return user
+
+
+async def replace_password_hash(session: AsyncSession, user: User, new_hash: str) -> None:
+    """The same password under the current hashing parameters: revokes nothing. Commits."""
+    user.password_hash = new_hash
+    await session.commit()
 
 
 async def apply_update(user: User, changes: UserUpdate) -> datetime | None:
@@ -86,5 +103,5 @@ async def apply_update(user: User, changes: UserUpdate) -> datetime | None:
         revokes = True
     if not revokes:
         return None
-    user.tokens_revoked_before = revocation_cutoff()
+    user.tokens_revoked_before = await revocation_cutoff()
     return user.tokens_revoked_before

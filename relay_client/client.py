@@ -126,6 +126,7 @@ class RelayClient:
         self._runner: asyncio.Task[None] | None = None
         self._last_sequence: int | None = None
         self._acked = True
+        self._refreshed = asyncio.Event()
         self._retry_after: float | None = None
         self.user: Sender | None = None
         self.session_id: str | None = None
@@ -298,6 +299,7 @@ class RelayClient:
 
     def _on_server_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "REFRESHED":
+            self._refreshed.set()
             log.info("relay_session_refreshed", expires_at=data.get("exp"))
 
     async def _refresh_before_expiry(self, ws: ClientConnection) -> None:
@@ -306,21 +308,36 @@ class RelayClient:
         If no fresh token can be had in time, the server closes the session with 4004 at
         `exp` and the reconnect asks for a new token as usual.
         """
-        while self._token is not None and self._token_provider is not None:
+        session_token = self._token
+        while session_token is not None and self._token_provider is not None:
             try:
-                delay = refresh_delay(self._token, time.time())
+                delay = refresh_delay(session_token, time.time())
             except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
                 log.warning("relay_refresh_impossible", error=repr(error))
                 return
             await asyncio.sleep(delay)
             try:
                 token = await self._token_provider()
+            except LoginRefusedError as error:  # no retry: the reconnect at exp will stop
+                log.warning("relay_refresh_refused", error=str(error))
+                return
             except Exception as error:  # the auth service is down, say: try again soon
                 log.warning("relay_refresh_failed", error=repr(error))
-                await asyncio.sleep(REFRESH_RETRY_SECONDS)
+                retry_after = 0.0
+                if isinstance(error, LoginUnavailableError) and error.retry_after is not None:
+                    retry_after = error.retry_after
+                await asyncio.sleep(max(REFRESH_RETRY_SECONDS, retry_after))
                 continue
             self._token = token
+            self._refreshed.clear()
             await ws.send(orjson.dumps({"op": Op.REFRESH, "d": {"token": token}}), text=True)
+            try:
+                async with asyncio.timeout(REFRESH_RETRY_SECONDS):
+                    await self._refreshed.wait()
+            except TimeoutError:  # not taken (the server could not check it): try again
+                log.warning("relay_refresh_unanswered")
+            else:
+                session_token = token
 
     async def _beat(self, ws: ClientConnection, interval: float) -> None:
         await asyncio.sleep(interval * random.random())  # noqa: S311 — first-beat jitter

@@ -53,6 +53,8 @@ def _readiness(connection: ServerConnection, relay: Relay) -> Response:
         return _json(connection, unavailable, "shutting down")
     if not relay.broker.ready:
         return _json(connection, unavailable, "broker unreachable")
+    if not relay.verifier.has_keys:
+        return _json(connection, unavailable, "no token verification keys yet")
     return _json(connection, http.HTTPStatus.OK, {"status": "ready"})
 
 

@@ -73,13 +73,16 @@ class Relay:
         self.draining = False
 
     async def start(self) -> None:
-        """Connect the broker and hear the control channels."""
+        """Fetch the verification keys (with `JWKS_URL`), connect the broker, hear the
+        control channels."""
+        await self.verifier.start()
         await self.broker.connect()
         for channel in self._control:
             await self.broker.subscribe(channel)
 
     async def stop(self) -> None:
         await self.broker.disconnect()
+        await self.verifier.aclose()
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -90,7 +93,7 @@ class Relay:
 
     async def authenticate(self, token: str) -> TokenClaims:
         try:
-            claims = self.verifier.verify(token)
+            claims = await self.verifier.verify(token)
         except InvalidTokenError:
             raise ProtocolError(CloseCode.AUTHENTICATION_FAILED, "invalid token") from None
         if self.revocations.enabled and not self.broker.ready:

@@ -203,19 +203,21 @@ class Session:
         self._ends_at = loop.time() + self._settings.identify_timeout_ms / 1000
         liveness = self._settings.liveness_timeout_seconds
         while not self.closing:
+            ends_at = self._ends_at
+            deadline = min(loop.time() + liveness, ends_at)
             try:
-                async with asyncio.timeout_at(min(loop.time() + liveness, self._ends_at)):
+                async with asyncio.timeout_at(deadline):
                     raw = await self._ws.recv()
             except TimeoutError:
-                raise self._timed_out(loop.time()) from None
+                raise self._timed_out(hard_deadline=deadline >= ends_at) from None
             if self.closing:
                 return
             await self._handle(raw)
 
-    def _timed_out(self, now: float) -> ProtocolError:
+    def _timed_out(self, *, hard_deadline: bool) -> ProtocolError:
         """Heartbeats keep a session alive; neither they nor anything else extend the
         identify deadline or the token's expiry (only a refresh does)."""
-        if now < self._ends_at:
+        if not hard_deadline:
             return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no heartbeat in time")
         if self._claims is None:
             return ProtocolError(CloseCode.SESSION_TIMED_OUT, "no identify in time")
@@ -286,7 +288,15 @@ class Session:
         if self.state is not State.IDENTIFIED:
             raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
         token = parse_data(RefreshData, frame.d).token
-        claims = await self._host.authenticate(token)
+        try:
+            claims = await self._host.authenticate(token)
+        except ProtocolError as error:
+            if error.code != CloseCode.UNKNOWN_ERROR:
+                raise
+            # The revocation check cannot run (Redis is down): the session goes on with
+            # its current token, and the client, hearing no REFRESHED, tries again.
+            self._logger().warning("refresh_deferred", reason=error.reason)
+            return
         current = self._claims
         assert current is not None
         if (claims.user_id, claims.user_type) != (current.user_id, current.user_type):

@@ -15,11 +15,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.keys import load_public_key
+from shared.keys import load_public_keys
 
 MIN_SECRET_BYTES = 32
+JWKS_REFRESH_SECONDS = 300
 
 CommaSeparated = Annotated[list[str], NoDecode]
+CommaSeparatedSecrets = Annotated[list[SecretStr], NoDecode]
 
 
 def _upper_case(value: object) -> object:
@@ -37,7 +39,10 @@ class CommonSettings(BaseSettings):
 
     jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
     jwt_secret: SecretStr | None = None
+    jwt_previous_secrets: CommaSeparatedSecrets = []
     jwt_public_key_file: Path | None = None
+    jwks_url: str | None = Field(default=None, max_length=2048)
+    jwks_refresh_seconds: float = Field(default=JWKS_REFRESH_SECONDS, ge=1, le=86400)
     jwt_issuer: str = Field(default="factory-relay-auth", min_length=1)
     jwt_audience: str = Field(default="factory-relay", min_length=1)
     access_token_ttl_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
@@ -50,12 +55,10 @@ class CommonSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: LogLevel = "INFO"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "jwt_previous_secrets", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+    def _split_commas(cls, value: object) -> object:
+        return split_commas(value)
 
     @field_validator("cors_origins")
     @classmethod
@@ -81,22 +84,61 @@ class CommonSettings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return secret
 
+    @field_validator("jwt_previous_secrets")
+    @classmethod
+    def _previous_secrets_long_enough(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        if any(len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES for secret in secrets):
+            raise ValueError(f"each secret must be at least {MIN_SECRET_BYTES} bytes")
+        return secrets
+
+    @field_validator("jwt_public_key_file", "jwks_url", mode="before")
+    @classmethod
+    def _empty_key_source_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("jwt_public_key_file")
     @classmethod
-    def _public_key_loads(cls, path: Path | None) -> Path | None:
-        return key_file(path, load_public_key)
+    def _public_keys_load(cls, path: Path | None) -> Path | None:
+        return key_file(path, load_public_keys)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
 
     @model_validator(mode="after")
     def _key_material_for_algorithm(self) -> CommonSettings:
         if self.jwt_algorithm == "HS256" and self.jwt_secret is None:
             raise ValueError("JWT_SECRET: required when JWT_ALGORITHM is HS256")
+        if self.jwks_url is not None and self.jwt_algorithm != "EdDSA":
+            raise ValueError("JWKS_URL: only with JWT_ALGORITHM=EdDSA")
+        if self.jwks_url is not None and self.jwt_public_key_file is not None:
+            raise ValueError("JWKS_URL, JWT_PUBLIC_KEY_FILE: set one, not both")
         self._check_asymmetric_keys()
         return self
 
     def _check_asymmetric_keys(self) -> None:
-        """The relay needs the public key under EdDSA; the auth service overrides this."""
-        if self.jwt_algorithm == "EdDSA" and self.jwt_public_key_file is None:
-            raise ValueError("JWT_PUBLIC_KEY_FILE: required when JWT_ALGORITHM is EdDSA")
+        """The relay needs public keys under EdDSA; the auth service overrides this."""
+        no_keys = self.jwt_public_key_file is None and self.jwks_url is None
+        if self.jwt_algorithm == "EdDSA" and no_keys:
+            raise ValueError(
+                "JWT_PUBLIC_KEY_FILE or JWKS_URL: one is required when JWT_ALGORITHM is EdDSA"
+            )
+
+    def hs256_secrets(self) -> list[str]:
+        """`JWT_SECRET` (it signs, at the auth service) then `JWT_PREVIOUS_SECRETS`."""
+        assert self.jwt_secret is not None  # enforced by the settings validator
+        secrets = [self.jwt_secret, *self.jwt_previous_secrets]
+        return list(dict.fromkeys(secret.get_secret_value() for secret in secrets))
+
+
+def split_commas(value: object) -> object:
+    """`a, b,c` → `["a", "b", "c"]` (empty items dropped); other values unchanged."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 def key_file(path: Path | None, load: Callable[[Path], object]) -> Path | None:

@@ -41,13 +41,13 @@ def unauthorized(detail: str) -> NoReturn:
     )
 
 
-def get_token_claims(
+async def get_token_claims(
     services: ServicesDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> TokenClaims:
     if not token:
         unauthorized("not authenticated")
     try:
-        return services.verifier.verify(token)
+        return await services.verifier.verify(token)
     except InvalidTokenError:
         unauthorized("invalid or expired token")
 

@@ -45,13 +45,13 @@ async def resolve_room(user: User, room: str | None, session: SessionDep) -> str
 async def livekit_token(
     user: CurrentUser, session: SessionDep, services: ServicesDep, room: RoomQuery = None
 ) -> LiveKitTokenResponse:
-    if services.livekit is None or services.settings.livekit_url is None:
+    if services.livekit is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="LiveKit not configured")
     room_name = await resolve_room(user, room, session)
     token = services.livekit.mint(identity=user.username, user_type=user.type, room=room_name)
     return LiveKitTokenResponse(
         token=token,
-        url=services.settings.livekit_url,
+        url=services.livekit.url,
         room=room_name,
         identity=user.username,
         can_publish=user.type is UserType.FACTORY,

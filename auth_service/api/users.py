@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from auth_service import users
-from auth_service.api.deps import ServicesDep, SessionDep, TargetUser, get_admin
+from auth_service.api.deps import AdminUser, ServicesDep, SessionDep, TargetUser, get_admin
+from auth_service.models import User
 from auth_service.schemas import UserCreate, UserList, UserPublic, UserUpdate
+from shared.identity import UserType
 from shared.logging import get_logger
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(get_admin)])
@@ -16,12 +18,12 @@ log = get_logger(__name__)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_user(data: UserCreate, session: SessionDep) -> UserPublic:
+async def create_user(data: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
     try:
         user = await users.create_user(session, data)
     except users.UsernameTakenError:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="username already taken") from None
-    log.info("user created", user_id=str(user.id), type=user.type.value)
+    log.info("user_created", user=user.username, user_type=user.type.value, by=admin.username)
     return UserPublic.model_validate(user)
 
 
@@ -40,19 +42,51 @@ async def read_user(user: TargetUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/{user_id}")
+async def keep_an_active_admin(session: SessionDep, user: User, *, leaves: bool) -> None:
+    """409 when `user` is the last active admin and the change would take that away.
+
+    Counted under a lock on the active admins' rows (PostgreSQL), so two admins demoting
+    each other at once cannot both succeed.
+    """
+    if not leaves or user.type is not UserType.ADMIN or user.disabled:
+        return
+    if await users.count_active_admins(session, lock=True) <= 1:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="the last active admin cannot be removed, demoted or disabled",
+        )
+
+
+@router.patch("/{user_id}", responses={409: {"description": "it would leave no active admin"}})
 async def update_user(
-    changes: UserUpdate, user: TargetUser, session: SessionDep, services: ServicesDep
+    changes: UserUpdate,
+    user: TargetUser,
+    session: SessionDep,
+    services: ServicesDep,
+    admin: AdminUser,
 ) -> UserPublic:
+    leaves = changes.disabled is True or changes.type not in (None, UserType.ADMIN)
+    await keep_an_active_admin(session, user, leaves=leaves)
     cutoff = await users.apply_update(user, changes)
-    await services.revocations.commit_user_revocation(session, user.id, cutoff)
-    log.info("user updated", user_id=str(user.id), fields=sorted(changes.model_fields_set))
+    await services.revocations.commit_user_revocation(session, user, cutoff)
+    log.info(
+        "user_updated",
+        user=user.username,
+        fields=sorted(changes.model_fields_set),
+        by=admin.username,
+    )
     return UserPublic.model_validate(user)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(user: TargetUser, session: SessionDep, services: ServicesDep) -> Response:
-    await session.delete(user)
-    await services.revocations.commit_user_revocation(session, user.id, users.revocation_cutoff())
-    log.info("user deleted", user_id=str(user.id))
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "it would leave no active admin"}},
+)
+async def delete_user(
+    user: TargetUser, session: SessionDep, services: ServicesDep, admin: AdminUser
+) -> Response:
+    await keep_an_active_admin(session, user, leaves=True)
+    await services.revocations.delete_user(session, user, await users.revocation_cutoff())
+    log.info("user_deleted", user=user.username, by=admin.username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

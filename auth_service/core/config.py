@@ -6,18 +6,18 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shared.identity import USERNAME_PATTERN
-from shared.keys import load_private_key
-from shared.settings import CommonSettings, key_file
-from shared.tokens import TokenIssuer, TokenVerifier
+from shared.keys import load_private_key, load_public_keys
+from shared.settings import CommaSeparated, CommonSettings, key_file, split_commas
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
+PLACEHOLDER_MARK = "change-me"
+"""The example manifests' and docs' placeholders (`CHANGE-ME-PLACEHOLDER`): never a secret."""
 ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
@@ -25,6 +25,22 @@ ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
 }
+
+
+def refuse_placeholder(value: str | None) -> None:
+    """A value copied from an example (`CHANGE-ME…`) must not reach production."""
+    if value is not None and PLACEHOLDER_MARK in value.lower():
+        raise ValueError("holds the example placeholder (CHANGE-ME…): set a real value")
+
+
+def url_password(url: str | None) -> str | None:
+    """The password part of a URL (`scheme://user:password@host`), if any."""
+    if url is None:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def normalize_database_url(value: str) -> str:
@@ -68,6 +84,7 @@ class DatabaseSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_database_url(cls, value: str) -> str:
+        refuse_placeholder(url_password(value))
         return normalize_database_url(value)
 
     @property
@@ -80,6 +97,7 @@ class AuthSettings(CommonSettings, DatabaseSettings):
 
     port: int = Field(default=8000, ge=1, le=65535)
     jwt_private_key_file: Path | None = None
+    jwt_previous_public_key_files: CommaSeparated = []
 
     livekit_url: str | None = Field(default=None, max_length=2048)
     livekit_api_key: str | None = Field(default=None, max_length=256)
@@ -92,10 +110,18 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     first_admin_username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
     first_admin_password: SecretStr | None = None
 
-    login_max_failures_per_username: int = Field(default=5, ge=1)
-    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_max_failures_per_username_and_address: int = Field(default=5, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    login_max_failures_per_username: int = Field(default=100, ge=1, le=100_000)
     login_failure_window_seconds: int = Field(default=300, ge=1, le=86400)
+    login_max_successes_per_username: int = Field(default=60, ge=1, le=100_000)
+    login_max_successes_per_address: int = Field(default=600, ge=1, le=1_000_000)
+    login_success_window_seconds: int = Field(default=60, ge=1, le=86400)
     forwarded_allow_ips: str = ""
+
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    revocation_sync_interval_seconds: float = Field(default=5.0, ge=0.1, le=300)
 
     @field_validator(
         "livekit_url",
@@ -110,11 +136,35 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("jwt_previous_public_key_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("jwt_previous_public_key_files")
+    @classmethod
+    def _previous_public_keys_load(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            key_file(Path(path), load_public_keys)
+        return paths
+
     @field_validator("livekit_url")
     @classmethod
     def _livekit_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError("must start with ws://, wss://, http:// or https://")
+        return url
+
+    @field_validator("jwt_secret", "livekit_api_key", "livekit_api_secret", "first_admin_password")
+    @classmethod
+    def _no_placeholder(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        refuse_placeholder(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _no_placeholder_redis_password(cls, url: str | None) -> str | None:
+        refuse_placeholder(url_password(url))
         return url
 
     @field_validator("relay_public_url")
@@ -140,6 +190,17 @@ class AuthSettings(CommonSettings, DatabaseSettings):
             raise ValueError("FIRST_ADMIN_USERNAME, FIRST_ADMIN_PASSWORD: set both or neither")
         return self
 
+    @model_validator(mode="after")
+    def _username_limit_is_the_highest(self) -> AuthSettings:
+        """Per username across addresses is the loose limit; below the pair's it would
+        let anyone lock a user out from everywhere."""
+        if self.login_max_failures_per_username < self.login_max_failures_per_username_and_address:
+            raise ValueError(
+                "LOGIN_MAX_FAILURES_PER_USERNAME: must be at least "
+                "LOGIN_MAX_FAILURES_PER_USERNAME_AND_ADDRESS"
+            )
+        return self
+
     def _check_asymmetric_keys(self) -> None:
         """The auth service signs, so under EdDSA it needs the private key."""
         if self.jwt_algorithm == "EdDSA" and self.jwt_private_key_file is None:
@@ -148,30 +209,3 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     @property
     def livekit_configured(self) -> bool:
         return None not in (self.livekit_url, self.livekit_api_key, self.livekit_api_secret)
-
-    def _signing_key(self) -> str | Ed25519PrivateKey:
-        if self.jwt_algorithm == "HS256":
-            assert self.jwt_secret is not None  # enforced by the settings validator
-            return self.jwt_secret.get_secret_value()
-        assert self.jwt_private_key_file is not None
-        return load_private_key(self.jwt_private_key_file)
-
-    def token_issuer(self) -> TokenIssuer:
-        return TokenIssuer(
-            algorithm=self.jwt_algorithm,
-            key=self._signing_key(),
-            issuer=self.jwt_issuer,
-            audience=self.jwt_audience,
-            ttl_seconds=self.access_token_ttl_seconds,
-        )
-
-    def token_verifier(self) -> TokenVerifier:
-        """Verification key derived from the signing key (no public key file needed here)."""
-        key = self._signing_key()
-        public: str | Ed25519PublicKey = key if isinstance(key, str) else key.public_key()
-        return TokenVerifier(
-            algorithm=self.jwt_algorithm,
-            key=public,
-            issuer=self.jwt_issuer,
-            audience=self.jwt_audience,
-        )

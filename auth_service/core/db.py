@@ -20,8 +20,24 @@ PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 """Where a wheel carries the repository's `migrations/` (pyproject's force-include)."""
 
 
-def create_engine(database_url: str) -> AsyncEngine:
-    engine = create_async_engine(database_url, pool_pre_ping=True)
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+def create_engine(
+    database_url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> AsyncEngine:
+    """An engine whose every wait is bounded by `timeout_seconds`: connecting (a server
+    that accepts TCP and never answers), each statement, and waiting for a pooled
+    connection."""
+    connect_args: dict[str, Any] = {"timeout": timeout_seconds}
+    if not database_url.startswith("sqlite"):
+        connect_args["command_timeout"] = timeout_seconds
+    engine = create_async_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_timeout=timeout_seconds,
+        connect_args=connect_args,
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -9,7 +9,8 @@ from passlib.context import CryptContext
 
 # argon2id with the OWASP Password Storage Cheat Sheet minimum: 19 MiB of memory,
 # 2 iterations, 1 degree of parallelism. Raise them here (and only here) to harden;
-# existing hashes keep verifying since the parameters are stored in each hash.
+# existing hashes keep verifying since the parameters are stored in each hash, and are
+# replaced at the user's next login (`verify_password`).
 ARGON2_MEMORY_COST_KIB = 19456
 ARGON2_TIME_COST = 2
 ARGON2_PARALLELISM = 1
@@ -29,19 +30,25 @@ def _dummy_hash() -> str:
     return str(_context.hash("dummy password for unknown users"))
 
 
-def _verify(password: str, password_hash: str | None) -> bool:
+def _verify(password: str, password_hash: str | None) -> tuple[bool, str | None]:
     if password_hash is None:
         _context.verify(password, _dummy_hash())
-        return False
-    return bool(_context.verify(password, password_hash))
+        return False, None
+    ok, new_hash = _context.verify_and_update(password, password_hash)
+    return bool(ok), None if new_hash is None else str(new_hash)
 
 
 async def hash_password(password: str) -> str:
     return str(await asyncio.to_thread(_context.hash, password))
 
 
-async def verify_password(password: str, password_hash: str | None) -> bool:
-    """Check a password; with no hash (unknown user), spend the same time and say no."""
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Check a password; with no hash (unknown user), spend the same time and say no.
+
+    Also returns a new hash when the password is right but its hash was made with older
+    parameters than `ARGON2_*` (libpass's `verify_and_update`): store it, so raising the
+    parameters reaches every user at their next login.
+    """
     return await asyncio.to_thread(_verify, password, password_hash)
 
 

@@ -256,7 +256,8 @@ def create(tmp_path: Path, name: str, **env: str) -> None:
 def password_matches(url: str, name: str, password: str) -> bool:
     user = find_user(url, name)
     assert user is not None
-    return asyncio.run(verify_password(password, user.password_hash))
+    matches, _new_hash = asyncio.run(verify_password(password, user.password_hash))
+    return matches
 
 
 def test_set_password_reads_the_new_one_from_stdin(tmp_path: Path) -> None:

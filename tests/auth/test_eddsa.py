@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from auth_service.core.config import AuthSettings
+from auth_service.core.signing import token_issuer
 from auth_service.main import create_app
 from shared.keys import write_key_pair
 from shared.settings import CommonSettings
@@ -51,7 +52,7 @@ async def test_eddsa_login_verifies_with_only_the_public_key(
     relay = CommonSettings(
         _env_file=None, jwt_algorithm="EdDSA", jwt_secret=None, jwt_public_key_file=key_pair[1]
     )
-    claims = TokenVerifier.from_settings(relay).verify(token)
+    claims = await TokenVerifier.from_settings(relay).verify(token)
     assert (claims.user_id, claims.username) == (str(user.id), user.username)
 
 
@@ -69,10 +70,8 @@ async def test_an_hs256_token_is_refused_under_eddsa(
     app: FastAPI, accounts: Accounts, sqlite_database: str
 ) -> None:
     user = await accounts.create()
-    forged, _ = (
-        make_settings(sqlite_database)
-        .token_issuer()
-        .issue(user_id=str(user.id), username=user.username, user_type=user.type)
+    forged, _ = token_issuer(make_settings(sqlite_database)).issue(
+        user_id=str(user.id), username=user.username, user_type=user.type
     )
     async with client_for(app) as client:
         response = await client.get("/auth/me", headers={"Authorization": f"Bearer {forged}"})

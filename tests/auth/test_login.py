@@ -75,7 +75,7 @@ async def test_unknown_user_is_checked_against_a_dummy_hash(
     checked: list[str | None] = []
     original = security._verify
 
-    def spy(password: str, password_hash: str | None) -> bool:
+    def spy(password: str, password_hash: str | None) -> tuple[bool, str | None]:
         checked.append(password_hash)
         return original(password, password_hash)
 

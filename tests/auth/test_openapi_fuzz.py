@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from auth_service.core.db import create_engine, session_factory
+from auth_service.core.signing import token_issuer
 from auth_service.main import create_app
 from auth_service.models import User
 from shared.identity import UserType, username_key
@@ -39,10 +40,8 @@ async def insert_admin(url: str, password_hash: str) -> User:
 @pytest.fixture(scope="module")
 def admin_headers(sqlite_database: str, password_hash: str) -> dict[str, str]:
     admin = asyncio.run(insert_admin(sqlite_database, password_hash))
-    token, _ = (
-        make_settings(sqlite_database)
-        .token_issuer()
-        .issue(user_id=str(admin.id), username=admin.username, user_type=admin.type)
+    token, _ = token_issuer(make_settings(sqlite_database)).issue(
+        user_id=str(admin.id), username=admin.username, user_type=admin.type
     )
     return {"Authorization": f"Bearer {token}"}
 

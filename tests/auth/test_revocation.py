@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,14 @@ from sqlalchemy import select
 
 from auth_service.models import RevokedToken
 from shared.identity import UserType
-from shared.revocation import revocation_channel, revoked_token_key, revoked_user_key
+from shared.revocation import (
+    issued_before,
+    revocation_channel,
+    revocation_cutoff,
+    revoked_token_key,
+    revoked_user_key,
+)
+from shared.tokens import TokenClaims
 from tests.auth.conftest import PASSWORD, Account, Accounts
 
 
@@ -221,3 +230,58 @@ async def test_a_token_minted_right_after_a_change_works(
     assert (
         await client.get("/auth/me", headers={"Authorization": f"Bearer {fresh}"})
     ).status_code == 200
+
+
+# -- whole-second iat: the same second on either side of a change ----------------------
+
+
+async def start_of_a_second() -> None:
+    """Sleep to just past a whole second, so that what follows happens within one second."""
+    now = time.time()
+    await asyncio.sleep(math.floor(now) + 1 - now + 0.01)
+
+
+def issued_at(token: str) -> int:
+    iat = jwt.decode(token, options={"verify_signature": False})["iat"]
+    assert type(iat) is int
+    return iat
+
+
+async def test_a_token_minted_in_the_same_second_just_before_a_change_is_refused(
+    client: httpx.AsyncClient, admin: Account, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    await start_of_a_second()
+    before = accounts.token_for(user)
+    await client.patch(f"/users/{user.id}", json={"type": "viewer"}, headers=admin.headers)
+    stored = await accounts.get(user.id)
+    assert stored is not None
+    assert stored.tokens_revoked_before is not None
+    assert issued_at(before) == stored.tokens_revoked_before.timestamp() - 1  # same second
+    headers = {"Authorization": f"Bearer {before}"}
+    assert (await client.get("/auth/me", headers=headers)).status_code == 401
+
+
+async def test_a_token_minted_just_after_a_change_begun_in_the_same_second_works(
+    client: httpx.AsyncClient, admin: Account, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    await start_of_a_second()
+    change_began = math.floor(time.time())
+    await client.patch(f"/users/{user.id}", json={"type": "viewer"}, headers=admin.headers)
+    stored = await accounts.get(user.id)
+    assert stored is not None
+    assert stored.tokens_revoked_before is not None
+    after = accounts.token_for(stored)
+    assert stored.tokens_revoked_before.timestamp() == change_began + 1 == issued_at(after)
+    headers = {"Authorization": f"Bearer {after}"}
+    assert (await client.get("/auth/me", headers=headers)).status_code == 200
+
+
+def test_the_cutoff_is_the_next_whole_second_and_covers_only_earlier_iats() -> None:
+    assert revocation_cutoff(1_700_000_000.0) == 1_700_000_001
+    assert revocation_cutoff(1_700_000_000.999) == 1_700_000_001
+    claims = TokenClaims("u", "name", UserType.VIEWER, 1_700_000_000, 1_700_003_600, "j")
+    assert issued_before(claims, 1_700_000_001)
+    assert not issued_before(claims, 1_700_000_000)
+    assert not issued_before(claims, None)

@@ -83,3 +83,77 @@ def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(
     if proxy_headers:
         assert config.forwarded_allow_ips == forwarded
     assert config.port == 8123
+
+
+PLACEHOLDER = "CHANGE-ME-PLACEHOLDER"
+"""The value `deploy/kubernetes/secret.example.yaml` carries for every secret."""
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        pytest.param({"JWT_SECRET": PLACEHOLDER + "-" + "x" * 32}, "JWT_SECRET", id="jwt"),
+        pytest.param({"LIVEKIT_API_SECRET": PLACEHOLDER}, "LIVEKIT_API_SECRET", id="livekit"),
+        pytest.param({"LIVEKIT_API_KEY": PLACEHOLDER}, "LIVEKIT_API_KEY", id="livekit-key"),
+        pytest.param(
+            {"DATABASE_URL": f"postgresql://relay:{PLACEHOLDER}@db:5432/relay"},
+            "DATABASE_URL",
+            id="database",
+        ),
+        pytest.param(
+            {"REDIS_URL": f"rediss://:{PLACEHOLDER}@redis:6379/0"}, "REDIS_URL", id="redis"
+        ),
+        pytest.param(
+            {"FIRST_ADMIN_USERNAME": "root", "FIRST_ADMIN_PASSWORD": "change-me-please"},
+            "FIRST_ADMIN_PASSWORD",
+            id="first-admin",
+        ),
+    ],
+)
+def test_a_placeholder_secret_stops_the_service_with_one_line(
+    tmp_path: Path, env: dict[str, str], setting: str
+) -> None:
+    result = run_cli(tmp_path, "serve", **{"JWT_SECRET": JWT_SECRET, **env})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0]
+    assert "placeholder" in lines[0]
+
+
+def test_the_kubernetes_example_secret_holds_the_refused_placeholder() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "kubernetes" / "secret.example.yaml"
+    assert PLACEHOLDER in example.read_text()
+
+
+def test_a_username_limit_below_the_pair_limit_is_refused(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "serve",
+        JWT_SECRET=JWT_SECRET,
+        LOGIN_MAX_FAILURES_PER_USERNAME="3",
+        LOGIN_MAX_FAILURES_PER_USERNAME_AND_ADDRESS="5",
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1
+    assert "LOGIN_MAX_FAILURES_PER_USERNAME" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "LOGIN_MAX_FAILURES_PER_USERNAME_AND_ADDRESS",
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        "LOGIN_MAX_SUCCESSES_PER_USERNAME",
+        "LOGIN_SUCCESS_WINDOW_SECONDS",
+        "REVOCATION_SYNC_INTERVAL_SECONDS",
+        "REDIS_TIMEOUT_SECONDS",
+        "DATABASE_TIMEOUT_SECONDS",
+    ],
+)
+def test_a_throttle_or_timeout_setting_out_of_range_is_refused(
+    sqlite_database: str, setting: str
+) -> None:
+    with pytest.raises(ValueError, match=setting.lower()):
+        make_settings(sqlite_database, **{setting.lower(): 0})

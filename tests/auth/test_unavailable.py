@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from auth_service.core import security
 from auth_service.main import create_app
 from tests.auth.conftest import client_for, make_settings
 from tests.processes import free_port
@@ -50,3 +51,19 @@ async def test_login_with_redis_down_is_503_with_retry_after(
     response = await unreachable_redis.post("/auth/token", data=FORM)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
+
+
+async def test_login_with_redis_down_checks_no_password(
+    unreachable_redis: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No unthrottled password oracle: the throttle's failure stops the login first."""
+    checked: list[str | None] = []
+
+    def spy(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+        checked.append(password_hash)
+        return False, None
+
+    monkeypatch.setattr(security, "_verify", spy)
+    response = await unreachable_redis.post("/auth/token", data=FORM)
+    assert response.status_code == 503
+    assert checked == []

@@ -15,6 +15,7 @@ import pytest
 from relay_client import RelayClient
 from relay_client.client import REFRESH_MARGIN_SECONDS, refresh_delay
 from shared.identity import UserType
+from shared.protocol import Op
 from tests.client.conftest import ADMIN, JWT_SECRET, PASSWORD, Stack, login
 from tests.processes import AuthProcess, RelayProcess, ServiceProcess, console_script
 from tests.relay.harness import metric_value
@@ -71,10 +72,16 @@ def test_an_expired_token_is_refreshed_at_once() -> None:
     assert refresh_delay(_token(now - 100, 50), now) == 0
 
 
+def _with_fresh_admin(stack: Stack) -> Stack:
+    """The admin's token lives TOKEN_TTL_SECONDS too: log in again before using it."""
+    stack.admin_token = login(stack.auth, *ADMIN)
+    return stack
+
+
 async def test_a_client_keeps_its_session_across_several_token_lifetimes(
     short_tokens: Stack,
 ) -> None:
-    stack = short_tokens
+    stack = _with_fresh_admin(short_tokens)
     closes_before = await metric_value(stack.relay, 'relay_closes_total{code="4004"}')
     client = RelayClient(
         stack.relay.ws_url,
@@ -93,7 +100,7 @@ async def test_a_client_keeps_its_session_across_several_token_lifetimes(
 async def test_a_bridge_answers_commands_across_token_expiries(
     short_tokens: Stack, tmp_path: Path
 ) -> None:
-    stack = short_tokens
+    stack = _with_fresh_admin(short_tokens)
     factory = stack.create_user(UserType.FACTORY)
     settings = {
         "BRIDGE_RELAY_URL": stack.relay.ws_url,
@@ -114,6 +121,7 @@ async def test_a_bridge_answers_commands_across_token_expiries(
     bridge.start()
     try:
         async with operator:
+            await _first_status_of(operator, factory)  # the bridge is online
             acked: list[str] = []
             deadline = time.monotonic() + TOKEN_TTL_SECONDS * LIFETIMES
             number = 0
@@ -128,6 +136,13 @@ async def test_a_bridge_answers_commands_across_token_expiries(
     finally:
         bridge.kill()
     assert "relay_session_refreshed" in bridge.logs(200)
+
+
+async def _first_status_of(operator: RelayClient, factory: str) -> None:
+    async with asyncio.timeout(30):
+        async for message in operator:
+            if message.op == Op.STATUS and message.sender.username == factory:
+                return
 
 
 async def _ack_of(operator: RelayClient, command_id: str) -> str:

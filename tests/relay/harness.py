@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from shared.identity import UserType
+from shared.keys import hs256_kid
 from shared.protocol import DISPATCH_OPS, CloseCode, Op
 from shared.tokens import TokenClaims, TokenIssuer
 from tests.processes import RelayProcess, free_port
@@ -80,8 +81,8 @@ class User:
 class Tokens:
     """Mints tokens as the auth service does, and spoilt ones."""
 
-    def __init__(self, secret: str = JWT_SECRET) -> None:
-        self._issuer = TokenIssuer(
+    def __init__(self, secret: str = JWT_SECRET, *, issuer: TokenIssuer | None = None) -> None:
+        self._issuer = issuer or TokenIssuer(
             algorithm="HS256",
             key=secret,
             issuer=JWT_ISSUER,
@@ -121,18 +122,29 @@ class Tokens:
         return claims
 
     @staticmethod
-    def encode(claims: Mapping[str, object], *, secret: str = JWT_SECRET) -> str:
+    def encode(
+        claims: Mapping[str, object], *, secret: str = JWT_SECRET, kid: str | None = None
+    ) -> str:
+        """HS256 with `secret`, naming `kid` (by default the secret's own key id)."""
+        headers = {"kid": hs256_kid(secret) if kid is None else kid}
+        return jwt.encode(dict(claims), secret, algorithm="HS256", headers=headers)
+
+    @staticmethod
+    def without_kid(claims: Mapping[str, object], *, secret: str = JWT_SECRET) -> str:
+        """Well signed, but naming no key: refused like a bad signature."""
         return jwt.encode(dict(claims), secret, algorithm="HS256")
 
     @staticmethod
     def none_algorithm(claims: Mapping[str, object]) -> str:
         """An unsigned token (`alg: none`), which a pinned verifier must refuse."""
-        return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(dict(claims))}."
+        header = {"alg": "none", "typ": "JWT", "kid": hs256_kid(JWT_SECRET)}
+        return f"{_segment(header)}.{_segment(dict(claims))}."
 
     @staticmethod
-    def hmac_signed(claims: Mapping[str, object], key: bytes) -> str:
+    def hmac_signed(claims: Mapping[str, object], key: bytes, *, kid: str) -> str:
         """HS256 over any key, even a public key (PyJWT itself refuses to make these)."""
-        signing_input = f"{_segment({'alg': 'HS256', 'typ': 'JWT'})}.{_segment(dict(claims))}"
+        header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+        signing_input = f"{_segment(header)}.{_segment(dict(claims))}"
         signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 

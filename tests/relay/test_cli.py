@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from relay_service.config import RelaySettings
-from relay_service.main import Relay
+from relay_service.relay import Relay
+from relay_service.server import running
 from tests.cli import BROKEN_SETTINGS, assert_help, assert_usage_error, write_broken_dotenv
 from tests.processes import Listener, RelayProcess, console_script, run_to_exit
 from tests.relay.harness import JWT_SECRET
@@ -71,7 +72,7 @@ async def test_a_relay_that_cannot_listen_disconnects_its_broker(
     )
     relay = Relay(settings)
     with pytest.raises(OSError, match="in use"):
-        async with relay.running():
+        async with running(relay):
             pytest.fail("the relay listened on a port in use")
     assert asyncio.all_tasks() == {asyncio.current_task()}
 

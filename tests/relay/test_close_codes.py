@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from shared.identity import UserType
+from shared.keys import hs256_kid
 from shared.protocol import CloseCode, Op
-from tests.relay.harness import Connector, Relays, Tokens
+from tests.relay.harness import JWT_SECRET, Connector, Relays, Tokens
 
 VALID_COMMAND: dict[str, Any] = {"op": Op.COMMAND, "d": {"payload": {"start": True}}}
 
@@ -173,7 +175,12 @@ def _bad_tokens() -> dict[str, str]:
     bad = {
         "not-a-jwt": "not-a-jwt",
         "empty": "",
-        "bad-signature": encode(claims(), secret="another-secret-0123456789abcdefghijklmnop"),
+        "bad-signature": encode(
+            claims(), secret="another-secret-0123456789abcdefghijklmnop", kid=hs256_kid(JWT_SECRET)
+        ),
+        "unknown-kid": encode(claims(), secret="another-secret-0123456789abcdefghijklmnop"),
+        "no-kid": Tokens.without_kid(claims()),
+        "fractional-iat": encode(claims(iat=time.time())),
         "expired": encode(claims(exp=1_600_000_000, iat=1_599_990_000)),
         "wrong-issuer": encode(claims(iss="someone-else")),
         "wrong-audience": encode(claims(aud="another-service")),

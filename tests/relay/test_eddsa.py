@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.identity import UserType
-from shared.keys import load_private_key, write_key_pair
+from shared.keys import ed25519_thumbprint, load_private_key, load_public_key, write_key_pair
 from shared.protocol import CloseCode
 from shared.tokens import TokenIssuer
 from tests.processes import RelayProcess
@@ -58,7 +58,9 @@ async def test_an_hs256_token_signed_with_the_public_key_is_refused(
     issuer: TokenIssuer, eddsa_relay: RelayProcess, connect: Connector, tmp_path: Path
 ) -> None:
     """The classic algorithm-confusion attack: the public key used as an HMAC secret."""
-    forged = Tokens.hmac_signed(Tokens.claims(), (tmp_path / "jwt.pub").read_bytes())
+    public = tmp_path / "jwt.pub"
+    kid = ed25519_thumbprint(load_public_key(public))
+    forged = Tokens.hmac_signed(Tokens.claims(), public.read_bytes(), kid=kid)
     client = await connect.raw(eddsa_relay)
     await client.send({"op": 3, "d": {"token": forged}})
     await client.expect_close(CloseCode.AUTHENTICATION_FAILED)

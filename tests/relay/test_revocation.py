@@ -141,3 +141,17 @@ async def test_a_revoked_session_is_no_longer_delivered_to(
 
     await operator.send({"op": 1, "d": None})
     assert await operator.recv() == {"op": 2, "d": None}
+
+
+async def test_a_token_issued_in_the_cutoffs_own_second_is_accepted(
+    redis_relays: Relays, redis_client: Redis, connect: Connector, tokens: Tokens
+) -> None:
+    """Whole-second `iat`: the cutoff is the first second whose tokens count as new."""
+    user = tokens.user(UserType.VIEWER)
+    cutoff = user.claims.issued_at
+    await redis_client.set(revoked_user_key(redis_relays.prefix, user.user_id), repr(cutoff), ex=60)
+    client = await connect.raw(redis_relays.a)
+
+    ready = await client.identify(user)
+
+    assert ready["d"]["user"] == user.stamp

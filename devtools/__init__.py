@@ -1,0 +1,1 @@
+"""Tools for developing the project (not installed with it)."""
