@@ -36,20 +36,9 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 FIRST_RETRY_SECONDS = 0.1
-PUBLISH_BATCH = 1000
 HEALTH_INTERVAL_SECONDS = 1.0
 """How often the listener PINGs its connection: a hung Redis is noticed within this plus
 the Redis timeout."""
-DROP_LOG_SECONDS = 10.0
-"""At most one log line per drop reason this often: an outage drops every message."""
-
-QUEUE_FULL = "queue_full"
-TOO_OLD = "too_old"
-PUBLISH_FAILED = "publish_failed"
-UNREACHABLE = "unreachable"
-
-Queued = tuple[float, str, bytes, DropCallback | None]
-"""A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
 
 
 class UnresponsiveError(Exception):
