@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from relay_service import frames, metrics
 from relay_service.connection import RelayConnection
+from relay_service.frames import NUMBERED
 from relay_service.host import SessionHost
 from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
@@ -153,7 +154,7 @@ class Session:
         state = self.state
         if state is State.IDENTIFIED:
             self._sequence += 1
-            if not self._outbox.put(frames.numbered(prefix, self._sequence, body)):
+            if not self._outbox.put(NUMBERED % (prefix, self._sequence, body)):
                 self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
         elif state is State.IDENTIFYING and self._held is not None:
             self._sequence += 1
