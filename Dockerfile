@@ -5,6 +5,9 @@
 #   auth-service migrate             the one-shot schema migration
 # No secret is baked in: JWT_SECRET, DATABASE_URL and the rest come from the environment.
 
+# Pin the base image by digest for a reproducible build (the tests accept either form):
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
+# (`docker buildx imagetools inspect python:3.11-slim-bookworm` prints the digest.)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # -- build: the dependencies in a layer of their own, then the project's wheel -----------
@@ -12,24 +15,27 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Only pyproject.toml decides this layer: a code change does not reinstall dependencies.
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > requirements.txt \
- && pip install --requirement requirements.txt
+# Only the lock files decide these layers: a code change does not reinstall dependencies.
+# Every package is pinned with its hashes (requirements.lock, from pyproject.toml); pip
+# refuses anything else, so two builds of one commit install the same files.
+COPY requirements.lock requirements-build.lock ./
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: \
+        --requirement requirements.lock \
+ && python -m pip install --no-deps --require-hashes --requirement requirements-build.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY auth_service ./auth_service
 COPY relay_service ./relay_service
 COPY relay_client ./relay_client
 COPY migrations ./migrations
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip install --no-deps /wheels/*.whl
+# The wheel is built with the locked hatchling (no download), installed without its
+# dependencies (already there, from the lock).
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-deps /wheels/*.whl
 
 # -- runtime: the virtualenv only, as an unprivileged user --------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from auth_service.core.config import AuthSettings
+from auth_service.core.config import AuthSettings, MigrationSettings
 from shared.cli import bind_listener, command_parser, fail, help_texts
 from shared.identity import UserType
+from shared.limits import raise_open_file_limit
 from shared.logging import configure_logging, get_logger
 from shared.settings import load_settings
 
@@ -67,6 +68,7 @@ def serve(settings: AuthSettings) -> None:
     # handler was there before: with this one, a requested stop exits 0 like the relay.
     signal.signal(signal.SIGTERM, _exit_stopped)
     configure_logging(settings.log_level, service="auth-service")
+    raise_open_file_limit()
     prepare_embedded_database(settings)
     server = uvicorn.Server(server_config(settings, create_app(settings)))
     log.info("auth_listening", host=settings.host, port=settings.port)
@@ -255,13 +257,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "migrate":
+        from auth_service.core.db import run_migrations
+
+        # The database alone: the migration job holds no signing key and no other secret.
+        run_migrations(load_settings(MigrationSettings).database_url)
+        return
     settings = load_settings(AuthSettings)
     if args.command == "serve":
         serve(settings)
-    elif args.command == "migrate":
-        from auth_service.core.db import run_migrations
-
-        run_migrations(settings.database_url)
     else:
         with reporting_unavailable():
             if args.command == "create-user":

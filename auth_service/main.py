@@ -12,8 +12,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from auth_service import pages
-from auth_service.api import auth, health, jwks, livekit, users
+from auth_service import metrics, pages
+from auth_service.api import auth, factories, health, jwks, livekit, users
 from auth_service.api.console import mount_console
 from auth_service.core.config import AuthSettings
 from auth_service.errors import add_error_handlers, error_detail
@@ -65,8 +65,9 @@ def create_app(settings: AuthSettings) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(JSONCORSMiddleware, origins=list(settings.cors_origins))
+    app.add_middleware(metrics.MetricsMiddleware)
     add_error_handlers(app)
-    for module in (auth, users, livekit, jwks, health):
+    for module in (auth, users, factories, livekit, jwks, health, metrics):
         app.include_router(module.router)
     pages.add_pages(app)
     mount_console(app, settings)

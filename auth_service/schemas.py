@@ -64,6 +64,22 @@ class UserList(Schema):
     total: int
 
 
+class FactoryPublic(Schema):
+    """What every user but a factory may know of a factory: its name and whether it may
+    log in (`disabled`), not its id."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    username: str
+    disabled: bool
+    created_at: datetime
+
+
+class FactoryList(Schema):
+    items: list[FactoryPublic]
+    total: int
+
+
 class TokenResponse(Schema):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme, not a secret

@@ -9,6 +9,7 @@ from typing import Any
 from relay_service.config import RelaySettings
 from relay_service.server import serve_until_stopped
 from shared.cli import bind_listener, command_parser, fail, listen_error
+from shared.limits import raise_open_file_limit
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
@@ -24,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # A port in use is found before the broker connects and logs: one line, then exit.
     bind_listener(settings.host, settings.port).close()
     configure_logging(settings.log_level, service="relay")
+    raise_open_file_limit()
     try:
         run(serve_until_stopped(settings))
     except OSError as error:  # taken between the check above and the relay's own bind

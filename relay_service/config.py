@@ -27,6 +27,7 @@ class RelaySettings(CommonSettings):
     forwarded_allow_ips: CommaSeparated = Field(default_factory=list)
     listen_backlog: int = Field(default=4096, ge=16, le=65535)
     shutdown_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    drain_rate_per_second: float = Field(default=1000, gt=0)
     broker_reconnect_max_seconds: float = Field(default=10, gt=0, le=300)
     broker_publish_queue_limit: int = Field(default=100_000, ge=1)
     redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)

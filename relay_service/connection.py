@@ -18,10 +18,13 @@ internals, not its documented API: `pyproject.toml` pins the tested range of web
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
@@ -55,6 +58,28 @@ class RelayConnection(ServerConnection):
             for frame in frames:
                 self.protocol.send_text(frame)
             self.transport.writelines(self.protocol.data_to_send())
+
+    async def close_bounded(self, code: int, reason: str) -> None:
+        """The closing handshake, bounded by `close_timeout`: a peer that stopped reading
+        cannot take the close frame, and is dropped."""
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await self.close(code, reason)
+        except TimeoutError:
+            self.transport.abort()
+
+    async def read_until_closed(self) -> None:
+        """Read past what the client still sends, so its close reply is heard promptly."""
+        with suppress(ConnectionClosed):
+            async for _ in self:
+                pass
+
+    def close_started_by_websockets(self) -> int | None:
+        """The code of a close websockets itself started (1009: a frame too large)."""
+        protocol = self.protocol
+        if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+            return protocol.close_sent.code
+        return None
 
     def allow_messages_up_to(self, max_bytes: int) -> None:
         self.protocol.max_message_size = max_bytes

@@ -20,6 +20,9 @@ from relay_service.connection import RelayConnection
 from relay_service.relay import Relay
 
 WEBSOCKET_PATH = "/ws"
+NEAR_CAP = 0.95
+"""Not ready from this share of `MAX_CONNECTIONS` on: the balancer sends new sessions to
+other replicas before this one refuses them (503 at the handshake, at the cap itself)."""
 
 HttpRouter = Callable[[ServerConnection, Request], Response | None]
 
@@ -53,6 +56,8 @@ def _readiness(connection: ServerConnection, relay: Relay) -> Response:
         return _json(connection, unavailable, "shutting down")
     if not relay.broker.ready:
         return _json(connection, unavailable, "broker unreachable")
+    if len(relay.admission) >= relay.admission.total * NEAR_CAP:
+        return _json(connection, unavailable, "near its connection cap")
     if not relay.verifier.has_keys:
         return _json(connection, unavailable, "no token verification keys yet")
     return _json(connection, http.HTTPStatus.OK, {"status": "ready"})

@@ -14,8 +14,7 @@ another release during a rolling upgrade) instead of misreading it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from relay_service.broker.base import BadMessageError
 from shared.protocol import DISPATCH_OPS, CloseCode, Op, ProtocolError, dumps
@@ -24,12 +23,14 @@ BROKER_FORMAT = ord("1")
 """The format version of broker messages this release writes and reads."""
 HEADER_BYTES = 15
 PREFIXES: dict[int, bytes] = {op: b'{"op":%d,"s":' % op for op in DISPATCH_OPS}
+NUMBERED = b"%b%d,%b"
+"""A session's frame: `NUMBERED % (prefix, s, body)` (`numbered`, inlined on the hot path)."""
+_DISPATCH_OPS_BY_DIGIT = {ord(str(int(op))): op for op in DISPATCH_OPS}
 HEARTBEAT_ACK = dumps({"op": Op.HEARTBEAT_ACK, "d": None})
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """A relayed message as replicas exchange it."""
+class Dispatch(NamedTuple):
+    """A relayed message as replicas exchange it (a tuple: one is made per message heard)."""
 
     op: Op
     ts_ms: int
@@ -51,7 +52,7 @@ def dispatch_body(op: Op, t: str | None, stamped: dict[str, Any]) -> bytes:
 
 def numbered(prefix: bytes, sequence: int, body: bytes) -> bytes:
     """The frame one session sends: the op's prefix, its own `s`, then the shared body."""
-    return b"%b%d,%b" % (prefix, sequence, body)
+    return NUMBERED % (prefix, sequence, body)
 
 
 def pack(dispatch: Dispatch) -> bytes:
@@ -64,10 +65,10 @@ def unpack(message: bytes) -> Dispatch:
         raise BadMessageError("malformed", f"not a dispatch ({len(message)} bytes)")
     if message[0] != BROKER_FORMAT:
         raise BadMessageError("unknown_version", f"format version {message[0:1]!r}")
-    op, ts_digits = message[1] - 48, message[2:HEADER_BYTES]
-    if op not in DISPATCH_OPS or not ts_digits.isdigit():
+    op, ts_digits = _DISPATCH_OPS_BY_DIGIT.get(message[1]), message[2:HEADER_BYTES]
+    if op is None or not ts_digits.isdigit():
         raise BadMessageError("malformed", f"bad header {message[:HEADER_BYTES]!r}")
-    return Dispatch(Op(op), int(ts_digits), message[HEADER_BYTES:])
+    return Dispatch(op, int(ts_digits), message[HEADER_BYTES:])
 
 
 def hello(heartbeat_interval_ms: int, session_id: str) -> bytes:
@@ -84,3 +85,9 @@ def ready(session_id: str, user: dict[str, str]) -> bytes:
 def refreshed(sequence: int, expires_at: int) -> bytes:
     """The answer to op 7: the session now ends at `exp` (seconds since the epoch)."""
     return dumps({"op": Op.EVENT, "t": "REFRESHED", "s": sequence, "d": {"exp": expires_at}})
+
+
+def delivery_failed(sequence: int, message_id: str, reason: str) -> bytes:
+    """The sender's message `message_id` was not taken for relaying, and never will be."""
+    data = {"id": message_id, "reason": reason}
+    return dumps({"op": Op.EVENT, "t": "DELIVERY_FAILED", "s": sequence, "d": data})

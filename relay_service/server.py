@@ -27,6 +27,8 @@ log = get_logger(__name__)
 
 CLOSE_TIMEOUT_SECONDS = 2.0
 """How long a closing handshake may take before the peer is dropped."""
+DRAIN_STEP_SECONDS = 0.1
+"""A paced drain closes a batch of sessions this often."""
 
 
 async def serve_until_stopped(settings: RelaySettings) -> None:
@@ -85,17 +87,18 @@ async def _listen(relay: Relay, handle: Callable[[ServerConnection], Awaitable[N
 
 
 async def _drain(relay: Relay, server: Server) -> None:
-    """1012 to every connection; a peer that does not complete the close in
-    `CLOSE_TIMEOUT_SECONDS` (it stopped reading, say) is dropped, so the drain ends when
-    the sessions have closed or been dropped, within `SHUTDOWN_TIMEOUT_SECONDS`."""
+    """1012 to every connection, paced (`DRAIN_RATE_PER_SECOND`) so the sessions do not all
+    land on the surviving replicas in the same second; a peer that does not complete its
+    close in `CLOSE_TIMEOUT_SECONDS` (it stopped reading, say) is dropped, so the drain ends
+    when the sessions have closed or been dropped, within `SHUTDOWN_TIMEOUT_SECONDS`."""
     relay.draining = True
     sessions = len(relay.hub)
     log.info("relay_draining", sessions=sessions)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + relay.settings.shutdown_timeout_seconds
-    server.close(
-        close_connections=True, code=CloseCode.SERVICE_RESTART, reason="replica shutting down"
-    )
+    server.close(close_connections=False)  # no new connections; the open ones are ours
+    pacing_ends = deadline - CLOSE_TIMEOUT_SECONDS - 0.5
+    closing = await _close_paced(relay, pacing_ends)
     if not await _closed_by(server, min(deadline, loop.time() + CLOSE_TIMEOUT_SECONDS + 0.5)):
         dropped = relay.admission.connections()
         for connection in dropped:
@@ -103,8 +106,30 @@ async def _drain(relay: Relay, server: Server) -> None:
         log.info("drain_dropped_unresponsive", connections=len(dropped))
         if not await _closed_by(server, deadline):
             log.warning("drain_timed_out", remaining=len(relay.hub))
+    for task in closing:
+        task.cancel()
     await relay.stop()
     log.info("relay_stopped", closed_sessions=sessions)
+
+
+async def _close_paced(relay: Relay, ends_at: float) -> list[asyncio.Task[None]]:
+    """Start closing every connection with 1012, in batches every `DRAIN_STEP_SECONDS` at
+    `DRAIN_RATE_PER_SECOND` (faster if needed to finish by `ends_at`, loop time)."""
+    loop = asyncio.get_running_loop()
+    connections = relay.admission.connections()
+    if not connections:
+        return []
+    seconds = min(len(connections) / relay.settings.drain_rate_per_second, ends_at - loop.time())
+    steps = max(1, int(seconds / DRAIN_STEP_SECONDS))
+    per_step = -(-len(connections) // steps)  # ceiling division
+    closing: list[asyncio.Task[None]] = []
+    for start in range(0, len(connections), per_step):
+        if start:
+            await asyncio.sleep(DRAIN_STEP_SECONDS)
+        for connection in connections[start : start + per_step]:
+            close = connection.close_bounded(CloseCode.SERVICE_RESTART, "replica shutting down")
+            closing.append(asyncio.create_task(close))
+    return closing
 
 
 async def _closed_by(server: Server, deadline: float) -> bool:

@@ -22,15 +22,15 @@ import time
 import uuid
 from contextlib import suppress
 from enum import Enum
-from typing import Protocol
+from functools import partial
 
 import structlog
 from websockets.exceptions import ConnectionClosed
 
 from relay_service import frames, metrics
-from relay_service.channels import Channels
-from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
+from relay_service.frames import NUMBERED
+from relay_service.host import SessionHost
 from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
 from relay_service.routing import route
@@ -57,23 +57,6 @@ class State(Enum):
     IDENTIFYING = "identifying"
     IDENTIFIED = "identified"
     CLOSING = "closing"
-
-
-class SessionHost(Protocol):
-    """What a session needs of the relay that serves it."""
-
-    settings: RelaySettings
-    channels: Channels
-
-    async def authenticate(self, token: str) -> TokenClaims:
-        """The token's claims, or `ProtocolError` 4004."""
-
-    async def join(self, session: Session, claims: TokenClaims) -> None:
-        """Make the session a listener of its audiences, subscribed when this returns."""
-
-    async def leave(self, session: Session, claims: TokenClaims) -> None: ...
-
-    def publish(self, channel: str, message: bytes) -> None: ...
 
 
 class Session:
@@ -171,7 +154,7 @@ class Session:
         state = self.state
         if state is State.IDENTIFIED:
             self._sequence += 1
-            if not self._outbox.put(frames.numbered(prefix, self._sequence, body)):
+            if not self._outbox.put(NUMBERED % (prefix, self._sequence, body)):
                 self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
         elif state is State.IDENTIFYING and self._held is not None:
             self._sequence += 1
@@ -186,15 +169,7 @@ class Session:
         self._held = None
         self._outbox.discard()
         self._logger().info("session_closing", code=int(code), reason=reason)
-        self._closer = asyncio.create_task(self._close(code, reason))
-
-    async def _close(self, code: CloseCode, reason: str) -> None:
-        """The closing handshake, bounded: a peer that stopped reading is dropped."""
-        try:
-            async with asyncio.timeout(self._ws.close_timeout):
-                await self._ws.close(code, reason)
-        except TimeoutError:
-            self._ws.transport.abort()
+        self._closer = asyncio.create_task(self._ws.close_bounded(code, reason))
 
     # -- receiving ----------------------------------------------------------------
 
@@ -315,15 +290,27 @@ class Session:
         assert self._claims is not None
         routed = route(frame, self._claims.user_type, self._host.channels)
         ts_ms = now_ms()
+        message_id = routed.data.id or uuid.uuid4().hex
         stamped = {
-            "id": routed.data.id or uuid.uuid4().hex,
+            "id": message_id,
             "from": self._sender_stamp,
             "target": routed.target,
             "payload": routed.data.payload,
             "ts": ts_ms,
         }
         body = frames.dispatch_body(routed.op, frame.t, stamped)
-        self._host.publish(routed.channel, frames.pack(frames.Dispatch(routed.op, ts_ms, body)))
+        self._host.publish(
+            routed.channel,
+            frames.pack(frames.Dispatch(routed.op, ts_ms, body)),
+            partial(self._delivery_failed, message_id),
+        )
+
+    def _delivery_failed(self, message_id: str, reason: str) -> None:
+        """The relay could not take this sender's message: say so, it is not delivered later."""
+        if self.state is State.IDENTIFIED:
+            self._sequence += 1
+            self._send(frames.delivery_failed(self._sequence, message_id, reason))
+            metrics.FRAMES_OUT[Op.EVENT].inc()
 
     # -- sending ------------------------------------------------------------------
 
@@ -351,25 +338,14 @@ class Session:
         self._ws.guard = None
         self._outbox.discard()
         if self._closer is not None:
-            await self._discard_until_closed()
+            await self._ws.read_until_closed()
             with suppress(ConnectionClosed, asyncio.CancelledError):
                 await self._closer
         if self._claims is not None:
             await self._host.leave(self, self._claims)
         metrics.SOCKETS.dec()
-        self._count_close()
-
-    async def _discard_until_closed(self) -> None:
-        """Read past what the client still sends, so its close reply is heard promptly."""
-        with suppress(ConnectionClosed):
-            async for _ in self._ws:
-                pass
-
-    def _count_close(self) -> None:
-        """Count the closes the server started: its own codes (even when the close frame
-        could not reach a peer that stopped reading) and websockets' own (1009)."""
-        protocol = self._ws.protocol
-        if self._close_code is not None:
-            metrics.CLOSES.labels(code=str(int(self._close_code))).inc()
-        elif protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
-            metrics.CLOSES.labels(code=str(protocol.close_sent.code)).inc()
+        # The closes the server started: the session's own (even when the close frame
+        # could not reach a peer that stopped reading) and websockets' (1009).
+        code = self._close_code or self._ws.close_started_by_websockets()
+        if code is not None:
+            metrics.CLOSES.labels(code=str(int(code))).inc()

@@ -7,7 +7,7 @@ A bad value must stop a service at start with one line naming the setting:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, TypeVar
 
@@ -40,6 +40,7 @@ class CommonSettings(BaseSettings):
     jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
     jwt_secret: SecretStr | None = None
     jwt_previous_secrets: CommaSeparatedSecrets = []
+    jwt_secret_file: Path | None = None
     jwt_public_key_file: Path | None = None
     jwks_url: str | None = Field(default=None, max_length=2048)
     jwks_refresh_seconds: float = Field(default=JWKS_REFRESH_SECONDS, ge=1, le=86400)
@@ -48,12 +49,18 @@ class CommonSettings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
 
     redis_url: str | None = None
+    redis_url_file: Path | None = None
     redis_prefix: str = Field(default="factory-relay", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     cors_origins: CommaSeparated = []
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: LogLevel = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _common_secret_files(cls, data: object) -> object:
+        return read_secret_files(data, ("jwt_secret", "redis_url"))
 
     @field_validator("cors_origins", "jwt_previous_secrets", mode="before")
     @classmethod
@@ -139,6 +146,38 @@ def split_commas(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+FILE_SUFFIX = "_file"
+
+
+def read_secret_files(data: object, names: Iterable[str]) -> object:
+    """`NAME_FILE` instead of `NAME`: the setting's value is that file's content.
+
+    How secrets reach a container without sitting in its environment (compose `secrets:`,
+    Kubernetes Secret volumes, Vault agents). One trailing newline is dropped (`echo`
+    writes one). Setting both, or naming a file that cannot be read, is a bad setting;
+    the message names the path, never the content. For a `mode="before"` model validator.
+    """
+    if not isinstance(data, dict):
+        return data
+    values = dict(data)
+    for name in names:
+        file_field = name + FILE_SUFFIX
+        path = values.get(file_field)
+        if path is None or str(path) == "":
+            values[file_field] = None
+            continue
+        label = file_field.upper()
+        if values.get(name) not in (None, ""):
+            raise ValueError(f"{name.upper()}, {label}: set one or the other")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ValueError(f"{label}: cannot read {path}: {reason}") from None
+        values[name] = content.removesuffix("\n").removesuffix("\r")
+    return values
 
 
 def key_file(path: Path | None, load: Callable[[Path], object]) -> Path | None:

@@ -13,7 +13,14 @@ from sqlalchemy.exc import ArgumentError
 
 from shared.identity import USERNAME_PATTERN
 from shared.keys import load_private_key, load_public_keys
-from shared.settings import CommaSeparated, CommonSettings, key_file, split_commas
+from shared.settings import (
+    CommaSeparated,
+    CommonSettings,
+    LogLevel,
+    key_file,
+    read_secret_files,
+    split_commas,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./factory-relay.db"
 PLACEHOLDER_MARK = "change-me"
@@ -80,6 +87,12 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     database_url: str = DEFAULT_DATABASE_URL
+    database_url_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_file(cls, data: object) -> object:
+        return read_secret_files(data, ("database_url",))
 
     @field_validator("database_url")
     @classmethod
@@ -92,6 +105,13 @@ class DatabaseSettings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+class MigrationSettings(DatabaseSettings):
+    """What `auth-service migrate` reads: the database, and LOG_LEVEL checked like everywhere
+    else. No signing key nor any other secret: the migration job holds none."""
+
+    log_level: LogLevel = "INFO"
+
+
 class AuthSettings(CommonSettings, DatabaseSettings):
     """Everything `auth-service` reads from the environment and `.env`."""
 
@@ -102,6 +122,7 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     livekit_url: str | None = Field(default=None, max_length=2048)
     livekit_api_key: str | None = Field(default=None, max_length=256)
     livekit_api_secret: SecretStr | None = None
+    livekit_api_secret_file: Path | None = None
     livekit_token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
     relay_public_url: str = Field(default="/ws", max_length=2048)
     """The relay's WebSocket URL the console uses: `ws(s)://host[:port]/path`, or a path on
@@ -109,6 +130,7 @@ class AuthSettings(CommonSettings, DatabaseSettings):
 
     first_admin_username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
     first_admin_password: SecretStr | None = None
+    first_admin_password_file: Path | None = None
 
     login_max_failures_per_username_and_address: int = Field(default=5, ge=1, le=1000)
     login_max_failures_per_address: int = Field(default=20, ge=1, le=100_000)
@@ -122,6 +144,11 @@ class AuthSettings(CommonSettings, DatabaseSettings):
     database_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     revocation_sync_interval_seconds: float = Field(default=5.0, ge=0.1, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auth_secret_files(cls, data: object) -> object:
+        return read_secret_files(data, ("livekit_api_secret", "first_admin_password"))
 
     @field_validator(
         "livekit_url",

@@ -10,13 +10,7 @@ or a lost connection marks the broker down (`ready` false, `relay_broker_up` 0, 
 is up again once the pong of a PING sent after re-subscribing every channel arrives (Redis
 answers in order, so that pong also confirms the subscriptions).
 
-Publishing: one ordered queue, bounded in messages and in bytes, drained in pipelines by
-one publisher task, so per-sender order holds and a sender never waits for Redis. A
-message is dropped instead (counted in `relay_broker_dropped_messages_total{reason}`, its
-`on_dropped` called once) when the broker is down (`unreachable`) or the queue full
-(`queue_full`) as it is published, when it waited longer than the max age by the time its
-turn came (`too_old`), and when the pipeline carrying it failed or outlasted the Redis
-timeout (`publish_failed`).
+Publishing: `relay_service.broker.publisher`.
 
 Every Redis call here is bounded by the Redis timeout with `asyncio.timeout` (a timer, not a
 task per call); the client has no socket timeout of its own (`relay.redis_client`).
@@ -26,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
@@ -38,25 +30,15 @@ from redis.exceptions import RedisError
 
 from relay_service import metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
+from relay_service.broker.publisher import Publisher, describe
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 FIRST_RETRY_SECONDS = 0.1
-PUBLISH_BATCH = 1000
 HEALTH_INTERVAL_SECONDS = 1.0
 """How often the listener PINGs its connection: a hung Redis is noticed within this plus
 the Redis timeout."""
-DROP_LOG_SECONDS = 10.0
-"""At most one log line per drop reason this often: an outage drops every message."""
-
-QUEUE_FULL = "queue_full"
-TOO_OLD = "too_old"
-PUBLISH_FAILED = "publish_failed"
-UNREACHABLE = "unreachable"
-
-Queued = tuple[float, str, bytes, DropCallback | None]
-"""A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
 
 
 class UnresponsiveError(Exception):
@@ -79,26 +61,26 @@ class RedisBroker(Broker):
         self._client = client
         self._reconnect_max_seconds = reconnect_max_seconds
         self._timeout = timeout_seconds
-        self._publish_queue_limit = publish_queue_limit
-        self._publish_queue_limit_bytes = publish_queue_limit_bytes
-        self._publish_max_age = publish_max_age_seconds
         self._channels: set[str] = set()
         self._pubsub: PubSub | None = None
-        self._outbox: deque[Queued] = deque()
-        self._queued_bytes = 0
-        self._outbox_filled = asyncio.Event()
+        self._publisher = Publisher(
+            client,
+            is_up=lambda: self._pubsub is not None,
+            timeout_seconds=timeout_seconds,
+            queue_limit=publish_queue_limit,
+            queue_limit_bytes=publish_queue_limit_bytes,
+            max_age_seconds=publish_max_age_seconds,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
         self._stale = False
         self._pongs = 0
         self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._drop_logged_at: dict[str, float] = {}
-        metrics.BROKER_PUBLISH_QUEUE_BYTES.set_function(lambda: self._queued_bytes)
 
     async def connect(self) -> None:
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="broker-listener"),
-            asyncio.create_task(self._publish_forever(), name="broker-publisher"),
+            asyncio.create_task(self._publisher.run(), name="broker-publisher"),
         ]
 
     async def disconnect(self) -> None:
@@ -148,81 +130,14 @@ class RedisBroker(Broker):
         """A subscription change that failed halfway leaves the connection's subscriptions
         unknown: the listener reconnects (within a health interval) and subscribes anew."""
         log.warning(
-            "broker_subscription_deferred", command=command, channel=channel, error=_describe(error)
+            "broker_subscription_deferred", command=command, channel=channel, error=describe(error)
         )
         self._stale = True
 
     # -- publishing ---------------------------------------------------------------
 
     def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
-        if self._pubsub is None:
-            self._drop(UNREACHABLE, on_dropped)
-            return
-        size = len(message)
-        if (
-            len(self._outbox) >= self._publish_queue_limit
-            or self._queued_bytes + size > self._publish_queue_limit_bytes
-        ):
-            self._drop(QUEUE_FULL, on_dropped)
-            return
-        self._outbox.append((time.monotonic(), channel, message, on_dropped))
-        self._queued_bytes += size
-        self._outbox_filled.set()
-
-    async def _publish_forever(self) -> None:
-        while True:
-            await self._outbox_filled.wait()
-            self._outbox_filled.clear()
-            while self._outbox:
-                batch = self._next_batch()
-                if batch:
-                    await self._publish_batch(batch)
-
-    def _next_batch(self) -> list[Queued]:
-        """Up to `PUBLISH_BATCH` messages to publish now; on the way, those that waited past
-        the max age, or all while the broker is down, are dropped."""
-        oldest_allowed = time.monotonic() - self._publish_max_age
-        up = self._pubsub is not None
-        outbox = self._outbox
-        batch: list[Queued] = []
-        while outbox and len(batch) < PUBLISH_BATCH:
-            queued = outbox.popleft()
-            self._queued_bytes -= len(queued[2])
-            if queued[0] < oldest_allowed:
-                self._drop(TOO_OLD, queued[3])
-            elif not up:
-                self._drop(UNREACHABLE, queued[3])
-            else:
-                batch.append(queued)
-        return batch
-
-    async def _publish_batch(self, batch: list[Queued]) -> None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for _, channel, message, _ in batch:
-                        pipe.publish(channel, message)
-                    await pipe.execute()
-        except Exception as error:  # the publisher outlives any one failed batch
-            log.warning("broker_publish_failed", dropped=len(batch), error=_describe(error))
-            for *_, on_dropped in batch:
-                self._drop(PUBLISH_FAILED, on_dropped, logged=True)
-
-    def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
-        metrics.DROPPED[reason].inc()
-        if not logged:
-            self._log_drop(reason)
-        if on_dropped is not None:
-            try:
-                on_dropped(reason)
-            except Exception:
-                log.exception("broker_drop_callback_failed", reason=reason)
-
-    def _log_drop(self, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._drop_logged_at.get(reason, -DROP_LOG_SECONDS) >= DROP_LOG_SECONDS:
-            self._drop_logged_at[reason] = now
-            log.warning("broker_messages_dropped", reason=reason)
+        self._publisher.publish(channel, message, on_dropped)
 
     # -- listening ----------------------------------------------------------------
 
@@ -233,7 +148,7 @@ class RedisBroker(Broker):
                 await self._listen_once()
             except (RedisError, OSError, UnresponsiveError) as error:
                 log.warning(
-                    "broker_connection_lost", error=_describe(error), retry_in=round(delay, 2)
+                    "broker_connection_lost", error=describe(error), retry_in=round(delay, 2)
                 )
             except Exception:
                 log.exception("broker_listener_failed", retry_in=round(delay, 2))
@@ -319,10 +234,3 @@ class RedisBroker(Broker):
     def _mark_down(self) -> None:
         self._pubsub = None
         metrics.BROKER_UP.set(0)
-
-
-def _describe(error: BaseException) -> str:
-    """A log line's `error`: a timeout says so (its own text is empty)."""
-    if isinstance(error, TimeoutError) and not str(error):
-        return "timed out"
-    return str(error) or repr(error)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -72,11 +73,14 @@ async def next_message(client: RelayClient, op: int, name: str | None = None) ->
     raise AssertionError("the client stopped")
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("client-stack")
+def running_stack(
+    redis_url: str, workdir: Path, *, auth_settings: Mapping[str, str] | None = None
+) -> Iterator[Stack]:
+    """A real auth service and relay on one Redis prefix of their own, for one module."""
     shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
-    auth = AuthProcess(workdir, jwt_secret=JWT_SECRET, admin=ADMIN, settings=shared)
+    auth = AuthProcess(
+        workdir, jwt_secret=JWT_SECRET, admin=ADMIN, settings={**shared, **(auth_settings or {})}
+    )
     relay = RelayProcess(
         workdir, jwt_secret=JWT_SECRET, settings={**shared, "HEARTBEAT_INTERVAL_MS": "1000"}
     )
@@ -87,3 +91,8 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         relay.kill()
         auth.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from running_stack(redis_url, tmp_path_factory.mktemp("client-stack"))

@@ -171,6 +171,7 @@ async def test_a_throttled_login_waits_for_retry_after(
     auth = own_auth_service(
         tmp_path / "auth",
         factory,
+        LOGIN_MAX_FAILURES_PER_USERNAME_AND_ADDRESS="1",
         LOGIN_MAX_FAILURES_PER_USERNAME="1",
         LOGIN_FAILURE_WINDOW_SECONDS="3",
     )

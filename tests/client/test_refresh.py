@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from relay_client import RelayClient
 from relay_client.client import REFRESH_MARGIN_SECONDS, refresh_delay
 from shared.identity import UserType
 from shared.protocol import Op
-from tests.client.conftest import ADMIN, JWT_SECRET, PASSWORD, Stack, login
-from tests.processes import AuthProcess, RelayProcess, ServiceProcess, console_script
+from tests.client.conftest import ADMIN, PASSWORD, Stack, login, running_stack
+from tests.processes import ServiceProcess, console_script
 from tests.relay.harness import metric_value
 
 TOKEN_TTL_SECONDS = 4
@@ -27,22 +26,11 @@ LIFETIMES = 3
 @pytest.fixture(scope="module")
 def short_tokens(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Auth service and relay where every token lives TOKEN_TTL_SECONDS."""
-    workdir = tmp_path_factory.mktemp("short-tokens")
-    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
-    auth = AuthProcess(
-        workdir,
-        jwt_secret=JWT_SECRET,
-        admin=ADMIN,
-        settings={**shared, "ACCESS_TOKEN_TTL_SECONDS": str(TOKEN_TTL_SECONDS)},
+    yield from running_stack(
+        redis_url,
+        tmp_path_factory.mktemp("short-tokens"),
+        auth_settings={"ACCESS_TOKEN_TTL_SECONDS": str(TOKEN_TTL_SECONDS)},
     )
-    relay = RelayProcess(workdir, jwt_secret=JWT_SECRET, settings=shared)
-    try:
-        auth.start()
-        relay.start()
-        yield Stack(auth, relay, login(auth, *ADMIN))
-    finally:
-        relay.kill()
-        auth.kill()
 
 
 def _token(issued_at: float, lifetime: float) -> str:

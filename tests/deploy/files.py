@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic_settings import BaseSettings
 
 from auth_service.core.config import AuthSettings
 from relay_service.config import RelaySettings
@@ -20,7 +21,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "relay.conf.template"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
 
 HEARTBEAT_INTERVAL_MS = RelaySettings.model_fields["heartbeat_interval_ms"].default
 SECRET_SETTINGS = frozenset(
@@ -46,7 +47,7 @@ class InterpolationError(ValueError):
     """`${NAME:?message}` met an unset or empty NAME: compose refuses to start."""
 
 
-def setting_names(settings_class: type[AuthSettings] | type[RelaySettings]) -> set[str]:
+def setting_names(settings_class: type[BaseSettings]) -> set[str]:
     return {name.upper() for name in settings_class.model_fields}
 
 
@@ -139,12 +140,3 @@ SERVICE_COMMANDS = frozenset(
     {("auth-service", "serve"), ("auth-service", "migrate"), ("relay-service",)}
 )
 """What a container may run: the console scripts the tests run, nothing else."""
-
-
-def kubernetes_documents() -> list[tuple[Path, dict[str, Any]]]:
-    documents = []
-    for path in sorted(KUBERNETES.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document is not None:
-                documents.append((path, document))
-    return documents

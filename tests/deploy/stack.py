@@ -1,11 +1,12 @@
 """The deployment's pieces as local processes: auth service, relay replicas, nginx, DNS.
 
 `Stack` starts what docker compose starts, with the same console scripts and the same
-load balancer template, on loopback addresses: the auth service on 127.0.0.1, relay
+load balancer configuration, on loopback addresses: the auth service on 127.0.0.1, relay
 replica A on 127.0.0.1 and replica B on 127.0.0.2 (same port, as containers share one),
-a DNS server answering `relay.test` with both addresses (Docker's embedded DNS does the
-same for a scaled service), and nginx rendering `deploy/nginx/relay.conf.template` with
-envsubst's semantics. Every process is killed on exit, whatever happened.
+a DNS server answering `relay.test` with both addresses and `auth.test` with the auth
+service's (Docker's embedded DNS does the same for a scaled service), and nginx running
+`deploy/nginx/nginx.conf.template` rendered with envsubst's semantics. Every process is
+killed on exit, whatever happened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -35,11 +37,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.processes import AuthProcess, RelayProcess, ServiceProcess, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "deploy" / "nginx" / "relay.conf.template"
+TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
 JWT_SECRET = "deploy-test-secret-0123456789abcdefghijklmnop"
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin-password-for-tests"
 RELAY_NAME = "relay.test"
+AUTH_NAME = "auth.test"
+RESOLVE_SINCE = (1, 27, 3)
+"""The first open-source nginx with `resolve` on upstream servers."""
 START_TIMEOUT = 30.0
 UNPRIVILEGED_USER = "nobody"
 
@@ -266,15 +271,24 @@ class Stack:
         redis_url: str,
         redis_prefix: str,
         auth_settings: Mapping[str, str] | None = None,
+        *,
+        relay_hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2"),
         relay_settings: Mapping[str, str] | None = None,
+        relay_open_files: int | None = None,
     ) -> None:
         self.nginx_binary = nginx
         self.workdir = Path(tempfile.mkdtemp(prefix="factory-relay-deploy-"))
         self.redis_url = redis_url
         self.redis_prefix = redis_prefix
         self.auth_settings = dict(auth_settings or {})
-        self.relay_settings = dict(relay_settings or {})
-        self.dns = StaticDNS({RELAY_NAME: ["127.0.0.1", "127.0.0.2"]})
+        self.relay_hosts = relay_hosts
+        self.relay_settings = {
+            "RATE_LIMIT_PER_SECOND": "10000",
+            "RATE_LIMIT_BURST": "10000",
+            **(relay_settings or {}),
+        }
+        self.relay_open_files = relay_open_files
+        self.dns = StaticDNS({RELAY_NAME: list(relay_hosts), AUTH_NAME: ["127.0.0.1"]})
         self.processes: list[ServiceProcess] = []
         self.relays: list[Replica] = []
         self.auth: AuthProcess | None = None
@@ -320,18 +334,18 @@ class Stack:
             settings={**redis, "FORWARDED_ALLOW_IPS": "127.0.0.1", **self.auth_settings},
         )
         self.processes.append(self.auth)
-        relay_port = free_port("127.0.0.1", "127.0.0.2")
-        for name, host in (("relay-a", "127.0.0.1"), ("relay-b", "127.0.0.2")):
+        relay_port = free_port(*self.relay_hosts)
+        for index, host in enumerate(self.relay_hosts):
             replica = Replica(
-                self.workdir / name,
-                name=name,
+                self.workdir / f"relay-{'abcdefgh'[index]}",
+                name=f"relay-{'abcdefgh'[index]}",
                 host=host,
                 port=relay_port,
-                RATE_LIMIT_PER_SECOND="10000",
-                RATE_LIMIT_BURST="10000",
-                **redis,
                 **self.relay_settings,
+                **redis,
             )
+            if self.relay_open_files is not None:  # a container runtime's low soft limit
+                replica.command = with_soft_open_files(replica.command, self.relay_open_files)
             self.relays.append(replica)
             self.processes.append(replica)
         for process in self.processes:
@@ -343,18 +357,19 @@ class Stack:
         self.balancer.wait_ready()
 
     def nginx_config(self, relay_port: int) -> str:
-        """The template rendered for loopback, inside a main config like the image's."""
-        site = render_template(
+        """The shipped nginx.conf rendered for loopback, fitted to this machine's nginx."""
+        rendered = render_template(
             TEMPLATE.read_text(),
             {
                 "LB_LISTEN": f"127.0.0.1:{self.lb_port}",
                 "LB_RESOLVER": f"127.0.0.1:{self.dns.port}",
-                "AUTH_UPSTREAM": f"127.0.0.1:{self.auth_port}",
+                "AUTH_UPSTREAM": f"{AUTH_NAME}:{self.auth_port}",
                 "RELAY_UPSTREAM": f"{RELAY_NAME}:{relay_port}",
             },
         )
-        (self.workdir / "relay.conf").write_text(site)
-        return main_config(self.nginx_binary, self.workdir / "relay.conf", self.workdir / "temp")
+        return for_this_machine(
+            rendered, self.nginx_binary, self.workdir / "temp", self.dns.records
+        )
 
     def _nginx(self, relay_port: int) -> Service:
         config = self.workdir / "nginx.conf"
@@ -368,18 +383,7 @@ class Stack:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         return Service(
             "nginx",
-            [
-                self.nginx_binary,
-                "-p",
-                str(self.workdir),
-                "-c",
-                str(config),
-                "-e",
-                str(self.workdir / "nginx-error.log"),
-                "-g",
-                f"daemon off; master_process on; pid {self.workdir / 'nginx.pid'}; "
-                f"error_log {self.workdir / 'nginx-error.log'} notice;",
-            ],
+            nginx_command(self.nginx_binary, self.workdir, config),
             service_env({}),
             self.workdir,
             ready_url=f"{self.lb_url}/lb/healthz",
@@ -398,19 +402,63 @@ class Stack:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def main_config(nginx: str, site: Path, temp: Path) -> str:
-    """A main nginx.conf like the official image's: the site included inside `http {}`."""
-    temp_paths = "\n".join(
-        f"    {directive} {temp / name};" for directive, name in nginx_temp_directives(nginx)
+def with_soft_open_files(command: list[str], soft: int) -> list[str]:
+    """`command` started with a soft open-file limit of `soft` (the hard one unchanged)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return ["prlimit", f"--nofile={soft}:{hard}", "--", *command]
+
+
+def nginx_version(nginx: str) -> tuple[int, ...]:
+    banner = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=True).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", banner)
+    assert match, banner
+    return tuple(int(part) for part in match.groups())
+
+
+_RESOLVED_SERVER = re.compile(
+    r"^(?P<indent>\s*)server (?P<name>[^\s:]+):(?P<port>\d+) resolve;$", re.M
+)
+
+
+def for_this_machine(config: str, nginx: str, temp: Path, records: Mapping[str, list[str]]) -> str:
+    """The rendered config, with only what this machine needs changed.
+
+    - Temporary files go under `temp` (the image's compiled-in paths are not writable here).
+    - An nginx older than 1.27.3 has no `resolve` on upstream servers: each such server
+      line becomes one line per address `records` (the test DNS) gives for its name,
+      which is what `resolve` would make of it. A newer nginx runs the config unchanged.
+    """
+    temp_paths = "".join(
+        f"    {directive} {temp / name};\n" for directive, name in nginx_temp_directives(nginx)
     )
-    return (
-        "worker_processes 1;\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        f"{temp_paths}\n"
-        f"    include {site};\n"
-        "}\n"
-    )
+    config = config.replace("\nhttp {\n", f"\nhttp {{\n{temp_paths}", 1)
+    if nginx_version(nginx) >= RESOLVE_SINCE:
+        return config
+
+    def static(match: re.Match[str]) -> str:
+        addresses = records[match["name"].lower()]
+        return "\n".join(
+            f"{match['indent']}server {address}:{match['port']};" for address in addresses
+        )
+
+    return _RESOLVED_SERVER.sub(static, config)
+
+
+def nginx_command(nginx: str, workdir: Path, config: Path, *, test: bool = False) -> list[str]:
+    """nginx in the foreground with its pid file and error log under `workdir`."""
+    return [
+        nginx,
+        *(["-t"] if test else []),
+        "-p",
+        str(workdir),
+        "-c",
+        str(config),
+        "-e",
+        str(workdir / "nginx-error.log"),
+        "-g",
+        f"daemon off; master_process on; pid {workdir / 'nginx.pid'}; "
+        f"error_log {workdir / 'nginx-error.log'} notice;",
+    ]
 
 
 def nginx_temp_directives(nginx: str) -> list[tuple[str, str]]:

@@ -18,29 +18,39 @@ from typing import Any
 import jsonschema
 import pytest
 
-from auth_service.core.config import AuthSettings
+from auth_service.core.config import AuthSettings, MigrationSettings
 from relay_service.config import RelaySettings
 from tests.deploy.files import (
     ALL_SETTINGS,
     HEARTBEAT_INTERVAL_MS,
     NGINX_TEMPLATE,
     ROOT,
+    SECRET_SETTINGS,
     SERVICE_COMMANDS,
-    InterpolationError,
     console_scripts,
     env_example,
+    interpolate,
     interpolate_tree,
     load_compose,
     referenced_variables,
     setting_names,
 )
-from tests.deploy.stack import main_config, render_template, require_nginx, template_variables
+from tests.deploy.stack import (
+    RESOLVE_SINCE,
+    for_this_machine,
+    nginx_command,
+    render_template,
+    require_nginx,
+    template_variables,
+)
 
 REQUIRED = {
     "JWT_SECRET": "compose-test-secret-0123456789abcdefghijkl",
     "POSTGRES_PASSWORD": "compose-test-password",
 }
 APP_SERVICES = ("migrate", "auth", "relay")
+MIN_RELAY_SESSIONS = 20_000
+"""What one relay container must be able to hold, in file descriptors."""
 ONE_SHOT = ("migrate",)
 
 
@@ -56,12 +66,20 @@ def compose() -> dict[str, Any]:
     return load_compose()
 
 
+def dotenv(**values: str) -> dict[str, str]:
+    """.env copied from .env.example with `values` filled in, expanded as compose reads it
+    (a value may use the variables set above it)."""
+    _, active = env_example()
+    env: dict[str, str] = {}
+    for name, value in active.items():
+        env[name] = values[name] if name in values else interpolate(value, env)
+    return env
+
+
 @pytest.fixture(scope="module")
 def interpolated(compose: dict[str, Any]) -> dict[str, Any]:
     """The file as compose sees it with .env copied from .env.example and filled in."""
-    _, active = env_example()
-    env = {**active, **REQUIRED}
-    result: dict[str, Any] = interpolate_tree(compose, env)
+    result: dict[str, Any] = interpolate_tree(compose, dotenv(**REQUIRED))
     return result
 
 
@@ -135,73 +153,140 @@ def test_relay_scales_behind_the_balancer(compose: dict[str, Any]) -> None:
     shutdown = float(relay["environment"]["SHUTDOWN_TIMEOUT_SECONDS"])
     assert duration_seconds(relay["stop_grace_period"]) > shutdown
     for name, service in compose["services"].items():
-        if name != "nginx" and name != "livekit":
+        if name not in ("nginx", "livekit"):
             assert "ports" not in service, f"{name} is reachable through nginx only"
 
 
-def test_required_secrets_stop_start_up_when_missing(compose: dict[str, Any]) -> None:
-    required = {
-        name for name, op, _ in referenced_variables(compose) if op is not None and "?" in op
-    }
-    assert required == set(REQUIRED)
+SECRETS_DIRECTORY = "/run/secrets/"
+FILE_SECRETS = SECRET_SETTINGS - {"LIVEKIT_API_KEY", "REDIS_URL"}
+"""Never in a container's environment here: the LiveKit key is an identifier (its secret
+is the secret), and compose's own Redis has no password in its URL."""
+
+
+def service_secrets(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """Each secret a service reads: its setting's name (FOO for FOO_FILE) → secret name."""
+    service = compose["services"][name]
+    mounted = set(service.get("secrets", []))
+    found = {}
+    for setting, value in service["environment"].items():
+        if isinstance(value, str) and value.startswith(SECRETS_DIRECTORY):
+            secret = value.removeprefix(SECRETS_DIRECTORY)
+            assert secret in mounted, f"{name}: {setting} names {secret}, not mounted"
+            found[setting.removesuffix("_FILE")] = secret
+    assert set(found.values()) == mounted, f"{name} mounts secrets it does not read"
+    return found
+
+
+def test_secrets_reach_the_containers_as_files_only(compose: dict[str, Any]) -> None:
     _, active = env_example()
-    for missing in REQUIRED:
-        env = {**active, **REQUIRED}
-        env[missing] = ""
-        with pytest.raises(InterpolationError, match=missing):
-            interpolate_tree(compose, env)
+    definitions = compose["secrets"]
+    for name, service in compose["services"].items():
+        environment = service.get("environment", {})
+        assert not set(environment) & FILE_SECRETS, f"{name} gets a secret in its environment"
+        for secret in service.get("secrets", []):
+            source = definitions[secret]["environment"]
+            assert source in active, f"{secret}: .env.example does not set {source}"
+    assert service_secrets(compose, "relay") == {"JWT_SECRET": "jwt_secret"}
+    assert service_secrets(compose, "migrate") == {"DATABASE_URL": "database_url"}
+    assert service_secrets(compose, "auth") == {
+        "JWT_SECRET": "jwt_secret",
+        "DATABASE_URL": "database_url",
+        "LIVEKIT_API_SECRET": "livekit_api_secret",
+        "FIRST_ADMIN_PASSWORD": "first_admin_password",
+    }
+    postgres = compose["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert definitions["postgres_password"] == {"environment": "POSTGRES_PASSWORD"}
+
+
+def test_env_example_leaves_every_secret_empty() -> None:
+    _, active = env_example()
+    assert set(REQUIRED) <= set(active)
+    for name, value in active.items():
+        # AUTH_DATABASE_URL only assembles the password set above it.
+        assert value == "" or "${POSTGRES_PASSWORD}" in value, name
+    env = dotenv(**REQUIRED)
+    assert env["AUTH_DATABASE_URL"] == (
+        f"postgresql://factory_relay:{REQUIRED['POSTGRES_PASSWORD']}@postgres:5432/factory_relay"
+    )
 
 
 def test_env_example_documents_every_setting_and_variable(compose: dict[str, Any]) -> None:
-    documented, active = env_example()
+    documented, _ = env_example()
     missing_settings = ALL_SETTINGS - documented
     assert not missing_settings, f".env.example lacks settings: {sorted(missing_settings)}"
     used = {name for name, _, _ in referenced_variables(compose)}
+    used |= {secret["environment"] for secret in compose["secrets"].values()}
     assert not used - documented, f".env.example lacks variables: {sorted(used - documented)}"
-    assert set(active) == set(REQUIRED), "only the required values are set, and empty"
-    assert all(value == "" for value in active.values()), "no secret in .env.example"
 
 
-def _settings_from(environment: dict[str, Any], settings_class: type[Any]) -> Any:
-    values = {key.lower(): str(value) for key, value in environment.items()}
+def _settings_from(
+    environment: dict[str, Any], settings_class: type[Any], secret_files: dict[str, Path]
+) -> Any:
+    """The settings a container gets: its environment, /run/secrets/* as `secret_files`."""
+    values = {}
+    for key, value in environment.items():
+        text = str(value)
+        if text.startswith(SECRETS_DIRECTORY):
+            text = str(secret_files[text.removeprefix(SECRETS_DIRECTORY)])
+        values[key.lower()] = text
     return settings_class(_env_file=None, **values)
 
 
+@pytest.fixture
+def secret_files(compose: dict[str, Any], tmp_path: Path) -> dict[str, Path]:
+    """What compose copies to /run/secrets: each secret's variable from the filled-in .env."""
+    env = dotenv(**REQUIRED)
+    files = {}
+    for name, definition in compose["secrets"].items():
+        files[name] = tmp_path / name
+        files[name].write_text(env[definition["environment"]])
+    return files
+
+
 def test_service_environments_are_accepted_by_the_settings(
-    interpolated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    interpolated: dict[str, Any], secret_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ALL_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     services = interpolated["services"]
     for name, settings_class in (
-        ("migrate", AuthSettings),
+        ("migrate", MigrationSettings),
         ("auth", AuthSettings),
         ("relay", RelaySettings),
     ):
         environment = services[name]["environment"]
         unknown = set(environment) - setting_names(settings_class)
         assert not unknown, f"{name} gets settings it ignores: {sorted(unknown)}"
-        settings = _settings_from(environment, settings_class)
-        assert settings.host == "0.0.0.0"
-        assert settings.redis_url == "redis://redis:6379/0"
-    auth = _settings_from(services["auth"]["environment"], AuthSettings)
+        _settings_from(environment, settings_class, secret_files)
+    auth = _settings_from(services["auth"]["environment"], AuthSettings, secret_files)
+    assert auth.host == "0.0.0.0"
+    assert auth.redis_url == "redis://redis:6379/0"
     assert auth.port == 8000
-    assert auth.database_url.startswith("postgresql+asyncpg://")
-    assert auth.livekit_configured
+    assert auth.database_url.startswith("postgresql+asyncpg://factory_relay:")
+    assert auth.jwt_secret.get_secret_value() == REQUIRED["JWT_SECRET"]
+    assert not auth.livekit_configured, "LiveKit is opt-in"
     assert auth.first_admin_username is None
-    relay = _settings_from(services["relay"]["environment"], RelaySettings)
+    relay = _settings_from(services["relay"]["environment"], RelaySettings, secret_files)
+    assert relay.host == "0.0.0.0"
     assert relay.port == 8001
     assert relay.heartbeat_interval_ms == HEARTBEAT_INTERVAL_MS
+    assert relay.jwt_secret == auth.jwt_secret
 
 
-def test_livekit_runs_in_dev_mode_with_its_dev_keys(compose: dict[str, Any]) -> None:
+def test_livekit_dev_server_is_opt_in_and_on_loopback_only(compose: dict[str, Any]) -> None:
+    """Its keys are public knowledge: never started by default, never on 0.0.0.0."""
     livekit = compose["services"]["livekit"]
     assert livekit["image"].startswith("livekit/livekit-server:")
     assert "--dev" in livekit["command"]
+    assert livekit["profiles"] == ["livekit-dev"]
+    assert livekit["ports"]
+    for port in livekit["ports"]:
+        assert port.startswith("127.0.0.1:"), port
+    assert "livekit" not in compose["services"]["auth"].get("depends_on", {})
     auth = compose["services"]["auth"]["environment"]
-    assert auth["LIVEKIT_API_KEY"] == "devkey"
-    assert auth["LIVEKIT_API_SECRET"] == "secret"
-    assert auth["LIVEKIT_URL"].startswith("${LIVEKIT_URL:-ws://")
+    assert auth["LIVEKIT_API_KEY"] == "${LIVEKIT_API_KEY:-}"
+    assert auth["LIVEKIT_URL"] == "${LIVEKIT_URL:-}"
 
 
 def test_auth_trusts_forwarded_headers_from_the_balancers_network_only(
@@ -226,11 +311,57 @@ def test_nginx_gets_exactly_the_templates_variables(compose: dict[str, Any]) -> 
     (mount,) = nginx["volumes"]
     source, target, mode = mount.split(":")
     assert (ROOT / source).resolve() == NGINX_TEMPLATE
-    assert target.startswith("/etc/nginx/templates/")
-    assert target.endswith(".template")
+    assert target == "/etc/nginx/templates/nginx.conf.template"
     assert mode == "ro"
+    # The image renders templates into this directory: the file becomes the whole config.
+    assert nginx["environment"]["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
     listen = nginx["environment"]["LB_LISTEN"]
     assert any(port.endswith(f":{listen}") for port in nginx["ports"])
+
+
+def nginx_directive(config: str, name: str) -> str:
+    (value,) = re.findall(rf"^\s*{name} ([^;]+);", config, re.MULTILINE)
+    return str(value)
+
+
+def test_nginx_image_supports_resolve_in_upstreams(compose: dict[str, Any]) -> None:
+    """`resolve` on an upstream server is in open-source nginx from 1.27.3 on."""
+    image = compose["services"]["nginx"]["image"]
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?-alpine(@sha256:[0-9a-f]{64})?", image)
+    assert match, image
+    # A series tag (1.28) counts as its first release (1.28.0).
+    assert (int(match[1]), int(match[2]), int(match[3] or 0)) >= RESOLVE_SINCE, image
+
+
+def test_nginx_holds_tens_of_thousands_of_websockets(compose: dict[str, Any]) -> None:
+    """Two descriptors per proxied WebSocket, all within the workers' and container's limit."""
+    config = NGINX_TEMPLATE.read_text()
+    connections = int(nginx_directive(config, "worker_connections"))
+    open_files = int(nginx_directive(config, "worker_rlimit_nofile"))
+    assert connections // 2 >= 10_000, "sessions per worker"
+    assert open_files >= connections
+    nginx = compose["services"]["nginx"]
+    assert nginx["ulimits"]["nofile"] == {"soft": open_files, "hard": open_files}
+    relay = compose["services"]["relay"]
+    assert relay["ulimits"]["nofile"]["hard"] >= 2 * MIN_RELAY_SESSIONS
+    shutdown = duration_seconds(nginx_directive(config, "worker_shutdown_timeout"))
+    assert duration_seconds(nginx["stop_grace_period"]) > shutdown
+
+
+def test_nginx_balances_relays_by_least_connections_and_limits_logins() -> None:
+    config = NGINX_TEMPLATE.read_text()
+    upstreams = dict(re.findall(r"upstream (\w+) \{\n(.*?)\n    \}", config, re.S))
+    assert set(upstreams) == {"relay", "auth"}
+    for name, body in upstreams.items():
+        assert re.search(rf"^\s*zone {name} \w+;", body, re.M), name
+        assert "least_conn;" in body, name
+        assert re.search(r"^\s*server \$\{\w+\} resolve;", body, re.M), name
+    assert "resolver ${LB_RESOLVER}" in config
+    login = re.search(r"location = /auth/token \{(?P<body>[^}]*)\}", config)
+    assert login is not None
+    assert re.search(r"limit_req zone=logins burst=\d+ nodelay;", login["body"])
+    assert "limit_req_status 429;" in config
+    assert not re.search(r"^\s*(user|pid|include) ", config, re.M), "left to the image"
 
 
 def test_websocket_timeouts_outlast_the_heartbeat() -> None:
@@ -248,27 +379,17 @@ def test_websocket_timeouts_outlast_the_heartbeat() -> None:
 
 
 def test_the_compose_rendering_passes_nginx_t(compose: dict[str, Any], tmp_path: Path) -> None:
-    """`nginx -t` on the template rendered with the compose file's own values."""
+    """`nginx -t` on the config rendered with the compose file's own values."""
     nginx = require_nginx()
     environment = compose["services"]["nginx"]["environment"]
-    site = tmp_path / "relay.conf"
-    site.write_text(render_template(NGINX_TEMPLATE.read_text(), environment))
-    config = tmp_path / "nginx.conf"
+    rendered = render_template(NGINX_TEMPLATE.read_text(), environment)
     (tmp_path / "temp").mkdir()
-    config.write_text(main_config(nginx, site, tmp_path / "temp"))
+    # Docker's names, answered by the test DNS for an nginx without `resolve`.
+    names = {"relay": ["127.0.0.1", "127.0.0.2"], "auth": ["127.0.0.1"]}
+    config = tmp_path / "nginx.conf"
+    config.write_text(for_this_machine(rendered, nginx, tmp_path / "temp", names))
     result = subprocess.run(
-        [
-            nginx,
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(config),
-            "-e",
-            str(tmp_path / "error.log"),
-            "-g",
-            f"pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};",
-        ],
+        nginx_command(nginx, tmp_path, config, test=True),
         capture_output=True,
         text=True,
         timeout=30,

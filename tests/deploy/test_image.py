@@ -14,18 +14,24 @@ import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from configparser import ConfigParser
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from auth_service.cli import parser as auth_cli
 from tests.deploy.files import DOCKERFILE, DOCKERIGNORE, ROOT, SERVICE_COMMANDS, console_scripts
 from tests.deploy.stack import free_port
 
 HEALTHCHECK_SCRIPT = ROOT / "deploy" / "docker" / "healthcheck.py"
+RUNTIME_LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
 Instruction = tuple[str, str]
 
 
@@ -80,7 +86,9 @@ def test_multi_stage_on_slim_python_311() -> None:
     for stage in all_stages:
         image = stage[0][1].split()[0]
         image = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m[1]], image)
-        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), image
+        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), (
+            image
+        )
     runtime = all_stages[-1]
     assert any(k == "COPY" and a.startswith("--from=build") for k, a in runtime)
 
@@ -113,12 +121,71 @@ def test_default_command_is_a_console_script() -> None:
     assert {"serve", "migrate"} <= subcommands
 
 
-def test_dependencies_install_before_the_source_is_copied() -> None:
+def test_dependencies_install_from_the_lock_before_the_source_is_copied() -> None:
     build = stages()[0]
     install = next(i for i, (k, a) in enumerate(build) if k == "RUN" and "--requirement" in a)
     copied_before = [a for k, a in build[:install] if k == "COPY"]
-    assert copied_before == ["pyproject.toml ./"], "only pyproject.toml decides that layer"
-    assert any(k == "RUN" and "pip wheel" in a for k, a in build[install:])
+    assert copied_before == [f"{RUNTIME_LOCK.name} {BUILD_LOCK.name} ./"], (
+        "only the lock files decide that layer"
+    )
+    command = build[install][1]
+    assert command.count("--require-hashes") == 2
+    assert f"--requirement {RUNTIME_LOCK.name}" in command
+    assert f"--requirement {BUILD_LOCK.name}" in command
+    assert "pyproject.toml" not in command
+    later = " ".join(a for k, a in build[install + 1 :] if k == "RUN")
+    assert "pip wheel --no-deps --no-build-isolation" in later, "the locked hatchling builds"
+    assert "install --no-deps /wheels/" in later
+
+
+def lock_pins(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name → (version, hashes) of a pip-compile --generate-hashes file."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", line)
+        if pinned:
+            name = canonicalize_name(pinned[1])
+            pins[name] = (pinned[2], [])
+        hashed = re.search(r"--hash=sha256:([0-9a-f]{64})", line)
+        if hashed:
+            pins[name][1].append(hashed[1])
+    return pins
+
+
+def runtime_closure() -> set[str]:
+    """The project's runtime dependencies and theirs, with extras, as installed here."""
+    with (ROOT / "pyproject.toml").open("rb") as pyproject:
+        pending = [Requirement(r) for r in tomllib.load(pyproject)["project"]["dependencies"]]
+    seen: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        key = name + "[" + ",".join(sorted(requirement.extras)) + "]"
+        if key in seen:
+            continue
+        seen.add(key)
+        environments = [{"extra": extra} for extra in requirement.extras] or [{"extra": ""}]
+        for declared in metadata.requires(requirement.name) or []:
+            child = Requirement(declared)
+            if child.marker is None or any(child.marker.evaluate(e) for e in environments):
+                pending.append(child)
+    return {key.split("[")[0] for key in seen}
+
+
+def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
+    pins = lock_pins(RUNTIME_LOCK)
+    missing = runtime_closure() - set(pins)
+    assert not missing, f"{RUNTIME_LOCK.name} lacks {sorted(missing)}: run pip-compile again"
+    for name, (_version, hashes) in pins.items():
+        assert hashes, f"{name} has no hash"
+    with (ROOT / "pyproject.toml").open("rb") as pyproject:
+        declared = tomllib.load(pyproject)["project"]["dependencies"]
+    for requirement in map(Requirement, declared):
+        version, _ = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version, prereleases=True), (requirement, version)
+    assert "hatchling" in lock_pins(BUILD_LOCK)
+    assert all(hashes for _, hashes in lock_pins(BUILD_LOCK).values())
 
 
 def test_no_secret_is_baked_in() -> None:

@@ -1,6 +1,6 @@
 """The load balancer's configuration, run for real in front of real services.
 
-nginx renders `deploy/nginx/relay.conf.template` exactly as the compose file's nginx
+nginx runs `deploy/nginx/nginx.conf.template` rendered as the compose file's nginx
 image does and balances two `relay-service` replicas and one `auth-service serve`, all
 sharing a real Redis. What a client sees through it: the REST API, WebSocket sessions
 spread over both replicas, commands crossing replicas, and a rolling restart of one
@@ -201,6 +201,24 @@ def test_login_throttle_sees_each_client_behind_the_balancer(
             assert allowed.status_code == 200, allowed.text
 
 
+async def test_logins_beyond_the_balancers_rate_get_429_in_json(lb: httpx.AsyncClient) -> None:
+    """nginx's limit_req on /auth/token: 5/s per address, bursts of 10, then 429."""
+    attempts = 25
+    responses = await asyncio.gather(
+        *(
+            lb.post("/auth/token", data={"username": f"guess-{n}", "password": "wrong-password"})
+            for n in range(attempts)
+        )
+    )
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, [r.status_code for r in responses]
+    assert len(refused) < attempts, "the burst passes"
+    assert refused[0].json() == {"detail": "too many requests, slow down"}
+    assert refused[0].headers["Retry-After"] == "1"
+    # Only logins are limited: the rest of the API answers as usual meanwhile.
+    assert (await lb.get("/healthz")).status_code == 200
+
+
 # -- WebSocket sessions through the balancer --------------------------------------------
 
 
@@ -286,3 +304,24 @@ async def test_sigterm_moves_sessions_to_the_survivor_without_loss(
         await send(reporter.ws, Op.STATUS, {"payload": "back", "id": "status-after"})
         for operator in operators:
             await expect_ids(operator, ["status-after"], op=Op.STATUS)
+
+
+async def test_new_sessions_go_to_the_replica_holding_the_fewest(
+    stack: Stack, lb: httpx.AsyncClient
+) -> None:
+    """least_conn: after one replica lost its sessions, it takes every new one."""
+    admin = await login(lb, ADMIN_USERNAME, ADMIN_PASSWORD)
+    token = await create_user(lb, admin, "factory-1", "factory")
+    async with AsyncExitStack() as exits:
+        sessions = Sessions(stack, exits)
+        first = [await sessions.open("factory-1", token) for _ in range(8)]
+        assert await sessions.counts() == [4, 4]
+        for session in [s for s in first if s.replica == 0]:
+            await session.ws.close()
+        deadline = time.monotonic() + 5
+        while await sessions.counts() != [0, 4]:
+            assert time.monotonic() < deadline, await sessions.counts()
+            await asyncio.sleep(0.05)
+        later = [await sessions.open("factory-1", token) for _ in range(4)]
+        assert [s.replica for s in later] == [0, 0, 0, 0]
+        assert await sessions.counts() == [4, 4]

@@ -205,8 +205,9 @@ async def test_connections_past_the_replica_cap_are_refused_with_503_and_probes_
     statuses = [await _handshake_status(relay) for _ in range(4)]
 
     assert statuses == [101, 101, 101, 503]
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/metrics"):
         assert (await http_get(relay, path)).status_code == 200
+    assert (await http_get(relay, "/readyz")).status_code == 503  # full: send sessions elsewhere
 
 
 async def test_sessions_past_the_per_user_cap_are_refused_with_4011(
@@ -309,3 +310,32 @@ async def test_a_client_that_never_reads_does_not_hold_the_drain(
     # Its close handshake cannot complete; the drain drops it after the 2 s close timeout
     # instead of waiting for the 60 s shutdown timeout.
     assert relay.wait(timeout=10) == 0
+
+
+async def test_a_drain_closes_its_sessions_paced_rather_than_all_at_once(
+    start_relay: StartRelay, connect: Connector
+) -> None:
+    relay = start_relay({"DRAIN_RATE_PER_SECOND": "20", "SHUTDOWN_TIMEOUT_SECONDS": "30"})
+    clients = [await connect(relay, UserType.VIEWER) for _ in range(30)]
+    loop = asyncio.get_running_loop()
+
+    async def closed_at(client: Client) -> float:
+        await client.expect_close(CloseCode.SERVICE_RESTART, within=10)
+        return loop.time()
+
+    relay.process.send_signal(signal.SIGTERM)
+    times = await asyncio.gather(*(closed_at(client) for client in clients))
+
+    # 30 sessions at 20 a second: the last 1012 comes about 1.5 s after the first.
+    assert max(times) - min(times) >= 1.0
+    assert relay.wait(timeout=10) == 0
+
+
+async def test_a_replica_near_its_connection_cap_is_not_ready(start_relay: StartRelay) -> None:
+    relay = start_relay({"MAX_CONNECTIONS": "4"})
+
+    statuses = [await _handshake_status(relay) for _ in range(4)]
+
+    assert statuses == [101, 101, 101, 101]
+    response = await http_get(relay, "/readyz")
+    assert (response.status_code, response.json()) == (503, {"detail": "near its connection cap"})

@@ -63,10 +63,16 @@ def start_on(private_redis: RedisServer, start_relay: StartRelay, **settings: st
     return start_relay({**FAST, **settings}, redis_url=private_redis.url, redis_prefix="faults")
 
 
-async def heartbeat(client: Client) -> None:
-    """A round trip: everything the client sent before has been handled by the relay."""
+async def heartbeat(client: Client) -> list[dict[str, object]]:
+    """A round trip: everything the client sent before has been handled by the relay.
+
+    Returns the DELIVERY_FAILED events the relay sent this client meanwhile."""
     await client.send({"op": Op.HEARTBEAT, "d": None})
-    assert await client.recv() == {"op": Op.HEARTBEAT_ACK, "d": None}
+    failures = []
+    while (frame := await client.recv()) != {"op": Op.HEARTBEAT_ACK, "d": None}:
+        assert frame.get("t") == "DELIVERY_FAILED", frame
+        failures.append(frame)
+    return failures
 
 
 def log_events(relay: RelayProcess) -> list[dict[str, object]]:
@@ -181,9 +187,10 @@ async def test_a_status_published_while_redis_is_known_unreachable_is_dropped_at
     await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
 
     await factory.status("lost")
-    await heartbeat(factory)
+    failures = await heartbeat(factory)
 
     assert await metric_value(relay, dropped("unreachable")) == 1
+    assert [failure["d"]["reason"] for failure in failures] == ["unreachable"]  # type: ignore[index]
 
 
 async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
@@ -204,9 +211,10 @@ async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
 
     for _ in range(5):
         await factory.status(payload)
-    await heartbeat(factory)
+    failures = await heartbeat(factory)
 
     assert await metric_value(relay, dropped("queue_full")) == 3
+    assert len(failures) == 3
     assert 3000 < await metric_value(relay, "relay_broker_publish_queue_bytes") <= 4096
 
 
@@ -364,3 +372,40 @@ async def test_a_published_message_is_heard_and_never_reported_dropped(
     await until(lambda: heard.messages == [b"delivered"])
 
     assert reasons == []
+
+
+# -- telling the sender (DELIVERY_FAILED) ---------------------------------------------
+
+
+async def test_a_command_the_relay_cannot_take_is_answered_with_delivery_failed(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    relay = start_on(private_redis, start_relay)
+    operator = await connect(relay, UserType.OPERATOR)
+    factory = await connect(relay, UserType.FACTORY)
+    private_redis.pause()
+    await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
+
+    assert factory.user is not None
+    await operator.command("stop", target=factory.user.username, id="cmd-9")
+
+    frame = await operator.recv_dispatch()
+    assert frame["t"] == "DELIVERY_FAILED"
+    assert frame["d"] == {"id": "cmd-9", "reason": "unreachable"}
+
+
+async def test_a_message_reported_failed_is_not_delivered_when_redis_comes_back(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    relay = start_on(private_redis, start_relay)
+    operator = await connect(relay, UserType.OPERATOR)
+    factory = await connect(relay, UserType.FACTORY)
+    private_redis.pause()
+    await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
+    await operator.command("stop", id="cmd-10")
+    assert (await operator.recv_dispatch())["t"] == "DELIVERY_FAILED"
+
+    private_redis.resume()
+    await wait_for_status(relay, "/readyz", 200, within=5)
+
+    await connect.assert_nothing_relayed(relay, factory)

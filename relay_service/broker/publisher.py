@@ -1,0 +1,140 @@
+"""Publishing to Redis: one ordered queue, bounded in messages and in bytes, drained in
+pipelines by one publisher task, so per-sender order holds and a sender never waits for
+Redis.
+
+A message is dropped instead (counted in `relay_broker_dropped_messages_total{reason}`, its
+`on_dropped` called once) when the broker is down (`unreachable`) or the queue full
+(`queue_full`) as it is published, when it waited longer than the max age by the time its
+turn came (`too_old`), and when the pipeline carrying it failed or outlasted the Redis
+timeout (`publish_failed`). Each pipeline is bounded by the Redis timeout with
+`asyncio.timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from relay_service import metrics
+from relay_service.broker.base import DropCallback
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PUBLISH_BATCH = 1000
+DROP_LOG_SECONDS = 10.0
+"""At most one log line per drop reason this often: an outage drops every message."""
+
+QUEUE_FULL = "queue_full"
+TOO_OLD = "too_old"
+PUBLISH_FAILED = "publish_failed"
+UNREACHABLE = "unreachable"
+
+Queued = tuple[float, str, bytes, DropCallback | None]
+"""A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
+
+
+class Publisher:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        is_up: Callable[[], bool],
+        timeout_seconds: float,
+        queue_limit: int,
+        queue_limit_bytes: int,
+        max_age_seconds: float,
+    ) -> None:
+        self._client = client
+        self._is_up = is_up
+        self._timeout = timeout_seconds
+        self._queue_limit = queue_limit
+        self._queue_limit_bytes = queue_limit_bytes
+        self._max_age = max_age_seconds
+        self._outbox: deque[Queued] = deque()
+        self._queued_bytes = 0
+        self._outbox_filled = asyncio.Event()
+        self._drop_logged_at: dict[str, float] = {}
+        metrics.BROKER_PUBLISH_QUEUE_BYTES.set_function(lambda: self._queued_bytes)
+
+    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+        if not self._is_up():
+            self._drop(UNREACHABLE, on_dropped)
+            return
+        size = len(message)
+        if (
+            len(self._outbox) >= self._queue_limit
+            or self._queued_bytes + size > self._queue_limit_bytes
+        ):
+            self._drop(QUEUE_FULL, on_dropped)
+            return
+        self._outbox.append((time.monotonic(), channel, message, on_dropped))
+        self._queued_bytes += size
+        self._outbox_filled.set()
+
+    async def run(self) -> None:
+        """The publisher task: drain the queue whenever it fills, until cancelled."""
+        while True:
+            await self._outbox_filled.wait()
+            self._outbox_filled.clear()
+            while self._outbox:
+                batch = self._next_batch()
+                if batch:
+                    await self._publish_batch(batch)
+
+    def _next_batch(self) -> list[Queued]:
+        """Up to `PUBLISH_BATCH` messages to publish now; on the way, those that waited past
+        the max age, or all while the broker is down, are dropped."""
+        oldest_allowed = time.monotonic() - self._max_age
+        up = self._is_up()
+        outbox = self._outbox
+        batch: list[Queued] = []
+        while outbox and len(batch) < PUBLISH_BATCH:
+            queued = outbox.popleft()
+            self._queued_bytes -= len(queued[2])
+            if queued[0] < oldest_allowed:
+                self._drop(TOO_OLD, queued[3])
+            elif not up:
+                self._drop(UNREACHABLE, queued[3])
+            else:
+                batch.append(queued)
+        return batch
+
+    async def _publish_batch(self, batch: list[Queued]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for _, channel, message, _ in batch:
+                        pipe.publish(channel, message)
+                    await pipe.execute()
+        except Exception as error:  # the publisher outlives any one failed batch
+            log.warning("broker_publish_failed", dropped=len(batch), error=describe(error))
+            for *_, on_dropped in batch:
+                self._drop(PUBLISH_FAILED, on_dropped, logged=True)
+
+    def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
+        metrics.DROPPED[reason].inc()
+        if not logged:
+            self._log_drop(reason)
+        if on_dropped is not None:
+            try:
+                on_dropped(reason)
+            except Exception:
+                log.exception("broker_drop_callback_failed", reason=reason)
+
+    def _log_drop(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged_at.get(reason, -DROP_LOG_SECONDS) >= DROP_LOG_SECONDS:
+            self._drop_logged_at[reason] = now
+            log.warning("broker_messages_dropped", reason=reason)
+
+
+def describe(error: BaseException) -> str:
+    """A log line's `error`: a timeout says so (its own text is empty)."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return "timed out"
+    return str(error) or repr(error)
