@@ -326,9 +326,23 @@ function onMessage(frame) {
   else if (frame.op === Op.EVENT) onEvent(frame);
 }
 
-/** The relay's own events other than READY and REFRESHED: noted, never taken for a factory's. */
+/**
+ * The relay's own events other than READY and REFRESHED: noted, never taken for a
+ * factory's. DELIVERY_FAILED (`{id, reason}`) names a message of ours the relay dropped.
+ */
 function onServerEvent(frame) {
-  logEvent("connection", `relay event ${frame.t}`, { event: frame.t });
+  const attributes = { event: frame.t };
+  if (frame.t === "DELIVERY_FAILED" && typeof frame.d?.id === "string") {
+    attributes.commandId = frame.d.id;
+    const command = state.commands.get(frame.d.id);
+    const parts = [`the relay could not deliver ${command ? describeCommand(command.payload) : "message"} `,
+      idElement(frame.d.id), ` (${frame.d.reason ?? "no reason given"}): it was executed nowhere`];
+    command?.entry.classList.add("rejected");
+    logEvent("rejected", parts, attributes);
+    if (command) showOutcome("error", parts.map((part) => (typeof part === "string" ? part : idElement(frame.d.id))));
+    return;
+  }
+  logEvent("connection", `relay event ${frame.t} ${describePayload(frame.d)}`, attributes);
 }
 
 /** REFRESHED: the live session now runs until `exp` with the fresh token. */
