@@ -272,3 +272,38 @@ def test_the_relays_own_events_are_never_taken_for_a_factorys_message(
     assert result["askDay"] == 86400 - 300  # five minutes before exp
     assert result["bad"] is None
     assert result["countdowns"] == ["5 s", "59 s", "5 min 00 s", "0 s"]
+
+
+def test_delivery_failed_is_shown_against_the_command(
+    console: Console, short_lived_stack: Stack
+) -> None:
+    """The relay is replaced by a stand-in that answers every command with DELIVERY_FAILED."""
+    from playwright.sync_api import WebSocketRoute
+
+    def relay(ws: WebSocketRoute) -> None:
+        def on_message(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame["op"] == 3:
+                user = {"id": "1", "username": OPERATOR, "type": "operator"}
+                ready = {"op": 6, "t": "READY", "s": 1, "d": {"session_id": "s", "user": user}}
+                ws.send(json.dumps(ready))
+            elif frame["op"] == 4:
+                failed = {"id": frame["d"]["id"], "reason": "unreachable"}
+                ws.send(json.dumps({"op": 6, "t": "DELIVERY_FAILED", "s": 2, "d": failed}))
+            elif frame["op"] == 1:
+                ws.send(json.dumps({"op": 2, "d": None}))
+
+        ws.on_message(on_message)
+        ws.send(json.dumps({"op": 0, "d": {"heartbeat_interval": 30000, "session_id": "s"}}))
+
+    page = console.page
+    page.route_web_socket(re.compile(r"^ws://"), relay)
+    log_in(page, short_lived_stack, OPERATOR)
+    page.select_option("#command-action", "stop")
+    page.click("#command-send")
+    outcome = page.locator("#command-outcome")
+    expect(outcome).to_have_attribute("data-kind", "error")
+    expect(outcome).to_contain_text("could not deliver stop")
+    expect(outcome).to_contain_text("unreachable")
+    expect(page.locator('#event-log li[data-event="DELIVERY_FAILED"]')).to_have_count(1)
+    expect(page.locator("#factories tbody tr")).to_have_count(0)  # not taken for a factory
