@@ -28,7 +28,7 @@ from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
 from relay_client.policy import Reconnect, reconnect_policy
 from shared.logging import get_logger
-from shared.protocol import DISPATCH_OPS, Op
+from shared.protocol import DISPATCH_OPS, RESERVED_EVENT_NAMES, Op
 
 log = get_logger(__name__)
 
@@ -37,8 +37,9 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 REFRESH_MARGIN_SECONDS = 300.0
 """Refresh this long before the token expires, or a quarter of its life if that is shorter."""
 REFRESH_RETRY_SECONDS = 10.0
-SERVER_EVENTS = frozenset({"READY", "REFRESHED"})
-"""Events the server sends about the session itself: handled here, not yielded."""
+SERVER_EVENTS = RESERVED_EVENT_NAMES
+"""Events of the server's own (READY, REFRESHED, DELIVERY_FAILED, …): handled here, never
+yielded as a message from another user."""
 
 
 def refresh_delay(token: str, now: float) -> float:
@@ -301,6 +302,8 @@ class RelayClient:
         if name == "REFRESHED":
             self._refreshed.set()
             log.info("relay_session_refreshed", expires_at=data.get("exp"))
+        elif name == "DELIVERY_FAILED":
+            log.warning("relay_delivery_failed", id=data.get("id"), reason=data.get("reason"))
 
     async def _refresh_before_expiry(self, ws: ClientConnection) -> None:
         """Send a fresh token on this session a few minutes before the current one expires.
