@@ -3,7 +3,7 @@
 A relayed message is serialized once, where it enters the relay, as the dispatch's
 `body`: the JSON object without its opening `{"op":N,"s":M,` — the one part that differs
 per session. Every replica hands the same `body` to each of its listening sessions, which
-prepend the op's prefix and their own `s` (`numbered`), so fan-out is a concatenation per
+prepend the op's prefix and their own `s` (`NUMBERED`), so fan-out is a concatenation per
 socket, never a serialization.
 
 Between replicas a message travels as `<version><op><ts><body>`: one byte of format
@@ -24,7 +24,8 @@ BROKER_FORMAT = ord("1")
 HEADER_BYTES = 15
 PREFIXES: dict[int, bytes] = {op: b'{"op":%d,"s":' % op for op in DISPATCH_OPS}
 NUMBERED = b"%b%d,%b"
-"""A session's frame: `NUMBERED % (prefix, s, body)` (`numbered`, inlined on the hot path)."""
+"""A session's frame: `NUMBERED % (prefix, s, body)`, the op's prefix, its own `s`, then
+the shared body (formatted where it is sent: the fan-out's hot path)."""
 _DISPATCH_OPS_BY_DIGIT = {ord(str(int(op))): op for op in DISPATCH_OPS}
 HEARTBEAT_ACK = dumps({"op": Op.HEARTBEAT_ACK, "d": None})
 
@@ -50,11 +51,6 @@ def dispatch_body(op: Op, t: str | None, stamped: dict[str, Any]) -> bytes:
         raise ProtocolError(CloseCode.DECODE_ERROR, f"payload cannot be relayed: {error}") from None
 
 
-def numbered(prefix: bytes, sequence: int, body: bytes) -> bytes:
-    """The frame one session sends: the op's prefix, its own `s`, then the shared body."""
-    return NUMBERED % (prefix, sequence, body)
-
-
 def pack(dispatch: Dispatch) -> bytes:
     return b"%c%d%013d%b" % (BROKER_FORMAT, dispatch.op, dispatch.ts_ms, dispatch.body)
 
@@ -78,16 +74,9 @@ def hello(heartbeat_interval_ms: int, session_id: str) -> bytes:
 
 def ready(session_id: str, user: dict[str, str]) -> bytes:
     """READY is always the session's first dispatch: `s` 1."""
-    data = {"session_id": session_id, "user": user}
-    return dumps({"op": Op.EVENT, "t": "READY", "s": 1, "d": data})
+    return server_event("READY", 1, {"session_id": session_id, "user": user})
 
 
-def refreshed(sequence: int, expires_at: int) -> bytes:
-    """The answer to op 7: the session now ends at `exp` (seconds since the epoch)."""
-    return dumps({"op": Op.EVENT, "t": "REFRESHED", "s": sequence, "d": {"exp": expires_at}})
-
-
-def delivery_failed(sequence: int, message_id: str, reason: str) -> bytes:
-    """The sender's message `message_id` was not taken for relaying, and never will be."""
-    data = {"id": message_id, "reason": reason}
-    return dumps({"op": Op.EVENT, "t": "DELIVERY_FAILED", "s": sequence, "d": data})
+def server_event(name: str, sequence: int, data: dict[str, Any]) -> bytes:
+    """An event of the server's own (READY, REFRESHED, DELIVERY_FAILED), numbered `s`."""
+    return dumps({"op": Op.EVENT, "t": name, "s": sequence, "d": data})

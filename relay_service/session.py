@@ -152,13 +152,14 @@ class Session:
         The fan-out's hot path: one call per delivery, so the state is compared here
         directly rather than through `closing` and `_send`."""
         state = self.state
-        if state is State.IDENTIFIED:
-            self._sequence += 1
-            if not self._outbox.put(NUMBERED % (prefix, self._sequence, body)):
-                self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
-        elif state is State.IDENTIFYING and self._held is not None:
-            self._sequence += 1
-            self._held.append(frames.numbered(prefix, self._sequence, body))
+        if state is not State.IDENTIFIED and state is not State.IDENTIFYING:
+            return
+        self._sequence += 1
+        frame = NUMBERED % (prefix, self._sequence, body)
+        if self._held is not None:  # identifying: queued after READY
+            self._held.append(frame)
+        elif not self._outbox.put(frame):
+            self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -280,9 +281,7 @@ class Session:
             return
         self._claims = claims
         self._end_with(claims)
-        self._sequence += 1
-        self._send(frames.refreshed(self._sequence, int(claims.expires_at)))
-        metrics.FRAMES_OUT[Op.EVENT].inc()
+        self._send_event("REFRESHED", {"exp": int(claims.expires_at)})
 
     def _relay_message(self, frame: ClientFrame) -> None:
         if self.state is not State.IDENTIFIED:
@@ -308,11 +307,14 @@ class Session:
     def _delivery_failed(self, message_id: str, reason: str) -> None:
         """The relay could not take this sender's message: say so, it is not delivered later."""
         if self.state is State.IDENTIFIED:
-            self._sequence += 1
-            self._send(frames.delivery_failed(self._sequence, message_id, reason))
-            metrics.FRAMES_OUT[Op.EVENT].inc()
+            self._send_event("DELIVERY_FAILED", {"id": message_id, "reason": reason})
 
     # -- sending ------------------------------------------------------------------
+
+    def _send_event(self, name: str, data: dict[str, object]) -> None:
+        self._sequence += 1
+        self._send(frames.server_event(name, self._sequence, data))
+        metrics.FRAMES_OUT[Op.EVENT].inc()
 
     def _send(self, frame: bytes) -> None:
         if self.closing:
