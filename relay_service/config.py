@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import Field, field_validator
 
-from shared.settings import CommaSeparated, CommonSettings
+from shared.settings import CommaSeparated, CommonSettings, split_commas
 
 PRE_IDENTIFY_MAX_BYTES = 16 * 1024
 """The largest frame a client may send before READY (a larger one closes with 1009)."""
@@ -40,9 +40,7 @@ class RelaySettings(CommonSettings):
     @field_validator("forwarded_allow_ips", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+        return split_commas(value)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
