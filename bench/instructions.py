@@ -1,0 +1,255 @@
+"""Instructions the relay executes per unit of work, counted by valgrind (callgrind).
+
+CPU seconds on a shared machine move with the neighbours; the instructions a process
+executes for the same work barely do. Each relay runs under `valgrind --tool=callgrind`;
+the counters are zeroed (`callgrind_control -z`) just before a scenario and dumped
+(`callgrind_control -d`) just after, and the figure is the dumped instruction count (Ir)
+of every replica over the scenario's units of work. Scenarios are paced one unit at a time
+(a command waits for all its deliveries), so batching does not depend on how slow the
+relay runs under valgrind.
+
+    python -m bench instructions             # this checkout's relay
+    python -m bench.instructions --relay OTHER/.venv/bin/relay-service   # another's, A/B
+
+Needs valgrind (`callgrind_control` on PATH). Slow: a relay under callgrind runs ~50x
+slower, so the scenarios are small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+
+from bench.cluster import REDIS_URL, RELAY, SECRET, close_all, frame, free_port, identified, wait_ready
+from shared.identity import UserType
+
+IDENTIFIES = 200
+IDENTIFY_CONCURRENCY = 4
+FANOUT_FACTORIES = 50
+FANOUT_COMMANDS = 100
+STATUS_FACTORIES = 20
+STATUS_OPERATORS = 5
+STATUS_MESSAGES = 100
+HEARTBEAT_SESSIONS = 20
+HEARTBEATS = 20
+"""Per session: HEARTBEAT_SESSIONS x HEARTBEATS round trips in all."""
+READY_TIMEOUT_SECONDS = 120.0
+RELAY_HOST = "127.0.0.1"
+_TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+@dataclass
+class Counted:
+    process: subprocess.Popen[bytes]
+    port: int
+    outdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def zero(self) -> None:
+        _control("-z", self.process.pid)
+
+    def dump(self) -> int:
+        """Instructions since the last zero."""
+        before = set(self.outdir.iterdir())
+        _control("-d", self.process.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            new = set(self.outdir.iterdir()) - before
+            for path in new:
+                match = _TOTALS.search(path.read_bytes())
+                if match:
+                    return int(match.group(1))
+            time.sleep(0.2)
+        raise RuntimeError("callgrind wrote no dump")
+
+
+def _control(flag: str, pid: int) -> None:
+    # valgrind names its control pipes after $HOST, which the relay's settings also read.
+    env = {**os.environ, "HOST": RELAY_HOST}
+    subprocess.run(
+        ["callgrind_control", flag, str(pid)], env=env, check=True, capture_output=True, timeout=60
+    )
+
+
+@contextmanager
+def counted_relays(count: int, relay: str) -> Iterator[list[Counted]]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    python = str(Path(relay).with_name("python"))
+    started: list[Counted] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            for _ in range(count):
+                port = free_port()
+                outdir = Path(workdir) / str(port)
+                outdir.mkdir()
+                env = {
+                    **os.environ,
+                    "HOST": RELAY_HOST,
+                    "PORT": str(port),
+                    "JWT_SECRET": SECRET,
+                    "REDIS_URL": REDIS_URL,
+                    "REDIS_PREFIX": prefix,
+                    "LOG_LEVEL": "WARNING",
+                    "RATE_LIMIT_PER_SECOND": "1000000",
+                    "RATE_LIMIT_BURST": "1000000",
+                    "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+                    "IDENTIFY_TIMEOUT_MS": "600000",
+                    "REDIS_TIMEOUT_SECONDS": "30",
+                    "HEARTBEAT_INTERVAL_MS": "600000",
+                }
+                command = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={outdir}/callgrind.out.%p",
+                    python,
+                    relay,
+                ]
+                log = Path(workdir) / f"{port}.log"
+                with log.open("wb") as output:
+                    process = subprocess.Popen(
+                        command, cwd=workdir, env=env, stdout=output, stderr=output
+                    )
+                started.append(Counted(process, port, outdir))
+            for counted in started:
+                wait_ready(
+                    counted.process,
+                    f"http://127.0.0.1:{counted.port}/readyz",
+                    READY_TIMEOUT_SECONDS,
+                )
+            yield started
+        finally:
+            for counted in started:
+                counted.process.terminate()
+            for counted in started:
+                try:
+                    counted.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    counted.process.kill()
+
+
+def _zero(replicas: list[Counted]) -> None:
+    for replica in replicas:
+        replica.zero()
+
+
+def _dump(replicas: list[Counted]) -> int:
+    return sum(replica.dump() for replica in replicas)
+
+
+async def _identify(replicas: list[Counted]) -> tuple[float, list[ClientConnection]]:
+    replica = replicas[0]
+    gate = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
+
+    async def one(index: int) -> ClientConnection:
+        async with gate:
+            return await identified(replica.url, f"viewer-{index}", UserType.VIEWER)
+
+    await asyncio.sleep(1.0)
+    replica.zero()
+    clients = await asyncio.gather(*(one(i) for i in range(IDENTIFIES)))
+    await asyncio.sleep(0.5)
+    return replica.dump() / IDENTIFIES, list(clients)
+
+
+async def _heartbeats(replicas: list[Counted], clients: list[ClientConnection]) -> float:
+    sessions = clients[:HEARTBEAT_SESSIONS]
+    replicas[0].zero()
+    for n in range(HEARTBEATS):
+        for ws in sessions:
+            await ws.send(frame(1, n), text=True)
+            await ws.recv()
+    return replicas[0].dump() / (HEARTBEAT_SESSIONS * HEARTBEATS)
+
+
+async def _fanout(replicas: list[Counted]) -> float:
+    factories = [
+        await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
+        for i in range(FANOUT_FACTORIES)
+    ]
+    operator = await identified(replicas[0].url, "operator-1", UserType.OPERATOR)
+    await asyncio.sleep(1.0)
+    _zero(replicas)
+    for n in range(FANOUT_COMMANDS):
+        await operator.send(frame(4, {"payload": {"n": n, "speed": 1200}}), text=True)
+        await asyncio.gather(*(ws.recv() for ws in factories))
+    figure = _dump(replicas) / (FANOUT_COMMANDS * FANOUT_FACTORIES)
+    await close_all([*factories, operator])
+    return figure
+
+
+async def _status(replicas: list[Counted]) -> float:
+    operators = [
+        await identified(replicas[i % 2].url, f"operator-{i}", UserType.OPERATOR)
+        for i in range(STATUS_OPERATORS)
+    ]
+    factories = [
+        await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
+        for i in range(STATUS_FACTORIES)
+    ]
+    await asyncio.sleep(1.0)
+    _zero(replicas)
+    for n in range(STATUS_MESSAGES):
+        ws = factories[n % STATUS_FACTORIES]
+        status = {"payload": {"n": n, "temperature": 71.5, "rpm": 1200}}
+        await ws.send(frame(5, status), text=True)
+        for reply in await asyncio.gather(*(op.recv() for op in operators)):
+            assert orjson.loads(reply)["d"]["payload"]["n"] == n
+    figure = _dump(replicas) / (STATUS_MESSAGES * STATUS_OPERATORS)
+    await close_all([*operators, *factories])
+    return figure
+
+
+async def _all(replicas: list[Counted]) -> list[str]:
+    identify, clients = await _identify(replicas)
+    heartbeat = await _heartbeats(replicas, clients)
+    await close_all(clients)
+    await asyncio.sleep(1.0)
+    fanout = await _fanout(replicas)
+    status = await _status(replicas)
+    return [
+        f"instructions per Identify (connect + Hello + Identify + READY): {identify:,.0f}",
+        f"instructions per heartbeat round trip: {heartbeat:,.0f}",
+        f"instructions per fan-out delivery (1 operator -> {FANOUT_FACTORIES} factories, "
+        f"2 replicas, one command at a time): {fanout:,.0f}",
+        f"instructions per status delivery ({STATUS_FACTORIES} factories -> "
+        f"{STATUS_OPERATORS} operators, 2 replicas, one at a time): {status:,.0f}",
+    ]
+
+
+def run(relay: str = RELAY) -> Iterator[str]:
+    if shutil.which("callgrind_control") is None:
+        yield "instructions: skipped (valgrind is not installed)"
+        return
+    with counted_relays(2, relay) as replicas:
+        yield from asyncio.run(_all(replicas))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--relay", default=RELAY, help="a relay-service entry point")
+    relay = parser.parse_args().relay
+    print(f"relay: {relay}", flush=True)
+    for line in run(relay):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
