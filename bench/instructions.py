@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -35,20 +34,33 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from bench.cluster import REDIS_URL, RELAY, SECRET, close_all, frame, free_port, identified, wait_ready
+from bench.cluster import (
+    REDIS_URL,
+    RELAY,
+    SECRET,
+    close_all,
+    frame,
+    free_port,
+    identified,
+    wait_ready,
+)
 from shared.identity import UserType
 
 IDENTIFIES = 200
 IDENTIFY_CONCURRENCY = 4
 FANOUT_FACTORIES = 50
 FANOUT_COMMANDS = 100
+FANOUT_BURST = 10
 STATUS_FACTORIES = 20
 STATUS_OPERATORS = 5
 STATUS_MESSAGES = 100
 HEARTBEAT_SESSIONS = 20
 HEARTBEATS = 20
 """Per session: HEARTBEAT_SESSIONS x HEARTBEATS round trips in all."""
-READY_TIMEOUT_SECONDS = 120.0
+READY_TIMEOUT_SECONDS = 600.0
+IDLE_SECONDS = 5.0
+"""The idle rate (health PINGs, timers) is measured over this and taken off each figure."""
+KEEP: Path | None = None
 RELAY_HOST = "127.0.0.1"
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
@@ -64,18 +76,21 @@ class Counted:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def zero(self) -> None:
+        _control("--instr=on", self.process.pid)
         _control("-z", self.process.pid)
 
-    def dump(self) -> int:
-        """Instructions since the last zero."""
+    def dump(self, name: str) -> int:
+        """Instructions since the last zero; the profile is kept as `<name>.<port>` when
+        `KEEP` names a directory (read it with callgrind_annotate)."""
         before = set(self.outdir.iterdir())
         _control("-d", self.process.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            new = set(self.outdir.iterdir()) - before
-            for path in new:
+            for path in set(self.outdir.iterdir()) - before:
                 match = _TOTALS.search(path.read_bytes())
                 if match:
+                    if KEEP is not None:
+                        shutil.copy(path, KEEP / f"{name}.{self.port}")
                     return int(match.group(1))
             time.sleep(0.2)
         raise RuntimeError("callgrind wrote no dump")
@@ -118,6 +133,7 @@ def counted_relays(count: int, relay: str) -> Iterator[list[Counted]]:
                 command = [
                     "valgrind",
                     "--tool=callgrind",
+                    "--instr-atstart=no",  # start-up at valgrind's light speed
                     f"--callgrind-out-file={outdir}/callgrind.out.%p",
                     python,
                     relay,
@@ -145,57 +161,74 @@ def counted_relays(count: int, relay: str) -> Iterator[list[Counted]]:
                     counted.process.kill()
 
 
-def _zero(replicas: list[Counted]) -> None:
-    for replica in replicas:
-        replica.zero()
+class Meter:
+    """Instructions of every replica over a scenario, less what they spend idle meanwhile."""
+
+    def __init__(self, replicas: list[Counted]) -> None:
+        self.replicas = replicas
+        self.idle_per_second = 0.0
+
+    async def calibrate(self) -> None:
+        self.start()
+        await asyncio.sleep(IDLE_SECONDS)
+        self.idle_per_second = self.stop("idle") / IDLE_SECONDS
+
+    def start(self) -> None:
+        for replica in self.replicas:
+            replica.zero()
+        self._started = time.monotonic()
+
+    def stop(self, name: str) -> float:
+        elapsed = time.monotonic() - self._started
+        total = sum(replica.dump(name) for replica in self.replicas)
+        return total - self.idle_per_second * elapsed
 
 
-def _dump(replicas: list[Counted]) -> int:
-    return sum(replica.dump() for replica in replicas)
-
-
-async def _identify(replicas: list[Counted]) -> tuple[float, list[ClientConnection]]:
-    replica = replicas[0]
+async def _identify(meter: Meter) -> tuple[float, list[ClientConnection]]:
+    url = meter.replicas[0].url
     gate = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
 
     async def one(index: int) -> ClientConnection:
         async with gate:
-            return await identified(replica.url, f"viewer-{index}", UserType.VIEWER)
+            return await identified(url, f"viewer-{index}", UserType.VIEWER)
 
-    await asyncio.sleep(1.0)
-    replica.zero()
+    meter.start()
     clients = await asyncio.gather(*(one(i) for i in range(IDENTIFIES)))
     await asyncio.sleep(0.5)
-    return replica.dump() / IDENTIFIES, list(clients)
+    return meter.stop("identify") / IDENTIFIES, list(clients)
 
 
-async def _heartbeats(replicas: list[Counted], clients: list[ClientConnection]) -> float:
+async def _heartbeats(meter: Meter, clients: list[ClientConnection]) -> float:
     sessions = clients[:HEARTBEAT_SESSIONS]
-    replicas[0].zero()
+    meter.start()
     for n in range(HEARTBEATS):
         for ws in sessions:
             await ws.send(frame(1, n), text=True)
             await ws.recv()
-    return replicas[0].dump() / (HEARTBEAT_SESSIONS * HEARTBEATS)
+    return meter.stop("heartbeat") / (HEARTBEAT_SESSIONS * HEARTBEATS)
 
 
-async def _fanout(replicas: list[Counted]) -> float:
+async def _fanout(meter: Meter, window: int) -> float:
+    replicas = meter.replicas
     factories = [
         await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
         for i in range(FANOUT_FACTORIES)
     ]
     operator = await identified(replicas[0].url, "operator-1", UserType.OPERATOR)
     await asyncio.sleep(1.0)
-    _zero(replicas)
-    for n in range(FANOUT_COMMANDS):
-        await operator.send(frame(4, {"payload": {"n": n, "speed": 1200}}), text=True)
-        await asyncio.gather(*(ws.recv() for ws in factories))
-    figure = _dump(replicas) / (FANOUT_COMMANDS * FANOUT_FACTORIES)
+    meter.start()
+    for start in range(0, FANOUT_COMMANDS, window):
+        for n in range(start, start + window):
+            await operator.send(frame(4, {"payload": {"n": n, "speed": 1200}}), text=True)
+        for _ in range(window):
+            await asyncio.gather(*(ws.recv() for ws in factories))
+    figure = meter.stop(f"fanout-{window}") / (FANOUT_COMMANDS * FANOUT_FACTORIES)
     await close_all([*factories, operator])
     return figure
 
 
-async def _status(replicas: list[Counted]) -> float:
+async def _status(meter: Meter) -> float:
+    replicas = meter.replicas
     operators = [
         await identified(replicas[i % 2].url, f"operator-{i}", UserType.OPERATOR)
         for i in range(STATUS_OPERATORS)
@@ -205,30 +238,36 @@ async def _status(replicas: list[Counted]) -> float:
         for i in range(STATUS_FACTORIES)
     ]
     await asyncio.sleep(1.0)
-    _zero(replicas)
+    meter.start()
     for n in range(STATUS_MESSAGES):
         ws = factories[n % STATUS_FACTORIES]
         status = {"payload": {"n": n, "temperature": 71.5, "rpm": 1200}}
         await ws.send(frame(5, status), text=True)
         for reply in await asyncio.gather(*(op.recv() for op in operators)):
             assert orjson.loads(reply)["d"]["payload"]["n"] == n
-    figure = _dump(replicas) / (STATUS_MESSAGES * STATUS_OPERATORS)
+    figure = meter.stop("status") / (STATUS_MESSAGES * STATUS_OPERATORS)
     await close_all([*operators, *factories])
     return figure
 
 
 async def _all(replicas: list[Counted]) -> list[str]:
-    identify, clients = await _identify(replicas)
-    heartbeat = await _heartbeats(replicas, clients)
+    meter = Meter(replicas)
+    await asyncio.sleep(1.0)
+    await meter.calibrate()
+    identify, clients = await _identify(Meter(replicas[:1]))
+    heartbeat = await _heartbeats(Meter(replicas[:1]), clients)
     await close_all(clients)
     await asyncio.sleep(1.0)
-    fanout = await _fanout(replicas)
-    status = await _status(replicas)
+    fanout = await _fanout(meter, 1)
+    burst = await _fanout(meter, FANOUT_BURST)
+    status = await _status(meter)
     return [
+        f"idle: {meter.idle_per_second:,.0f} instructions/s for both replicas (taken off below)",
         f"instructions per Identify (connect + Hello + Identify + READY): {identify:,.0f}",
         f"instructions per heartbeat round trip: {heartbeat:,.0f}",
         f"instructions per fan-out delivery (1 operator -> {FANOUT_FACTORIES} factories, "
-        f"2 replicas, one command at a time): {fanout:,.0f}",
+        f"2 replicas, one command at a time): {fanout:,.0f}; "
+        f"in bursts of {FANOUT_BURST} commands: {burst:,.0f}",
         f"instructions per status delivery ({STATUS_FACTORIES} factories -> "
         f"{STATUS_OPERATORS} operators, 2 replicas, one at a time): {status:,.0f}",
     ]
@@ -245,11 +284,15 @@ def run(relay: str = RELAY) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--relay", default=RELAY, help="a relay-service entry point")
-    relay = parser.parse_args().relay
+    parser.add_argument("--keep", type=Path, help="keep each scenario's profile in this directory")
+    arguments = parser.parse_args()
+    relay = arguments.relay
+    global KEEP
+    KEEP = arguments.keep
     print(f"relay: {relay}", flush=True)
     for line in run(relay):
         print(line, flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
