@@ -1,9 +1,10 @@
 """The relay's WebSocket connection: websockets' own, plus what the session needs of it.
 
-- `send_texts` writes a batch of frames at once. `send()` takes a lock-like context,
-  serializes one frame and makes one write system call per message; a session whose
-  outbox holds several frames sends them all under one context and in one `writelines`,
-  with the same flow control (`drain`) and close handling.
+- `write_texts` writes a batch of frames now, in one `writelines`, when `writable()` says
+  the write cannot block (the outbox's path while the socket keeps up: no task, no await).
+  `send_texts` writes a batch under websockets' `send_context()`, with its flow control
+  (`drain`) and close handling (the outbox's path under back-pressure). websockets' own
+  `send()` would make one write system call per message.
 - A `guard` (the session) hears of every control frame received, so pings count against
   the session's rate limit like any frame, and of unsent output past its bound, whatever
   filled it (pongs to a client that never reads included).
@@ -11,7 +12,8 @@
 - `admission`, set when the handshake is admitted, gets the connection's slot back when
   its socket closes (with the `client_address` it was counted against).
 
-`send_context()`, `protocol.send_text` and `protocol.max_message_size` are websockets
+`send_context()`, `paused`, `protocol.state`, `protocol.send_text` and
+`protocol.max_message_size` are websockets
 internals, not its documented API: `pyproject.toml` pins the tested range of websockets and
 `tests/relay/test_connection.py` fails loudly on a release that changed them.
 """
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 
 class ConnectionGuard(Protocol):
@@ -58,6 +60,23 @@ class RelayConnection(ServerConnection):
             for frame in frames:
                 self.protocol.send_text(frame)
             self.transport.writelines(self.protocol.data_to_send())
+
+    def writable(self) -> bool:
+        """Whether a write now cannot block: open, and websockets has not paused writing
+        (the transport's buffer is below its high-water mark)."""
+        return (
+            not self.paused
+            and self.protocol.state is State.OPEN
+            and not self.transport.is_closing()
+        )
+
+    def write_texts(self, frames: Sequence[bytes]) -> None:
+        """Write each of `frames` as its own text message, in one write, now: only when
+        `writable()` (what `send_texts` does without its wait for the socket to drain)."""
+        protocol = self.protocol
+        for frame in frames:
+            protocol.send_text(frame)
+        self.transport.writelines(protocol.data_to_send())
 
     async def close_bounded(self, code: int, reason: str) -> None:
         """The closing handshake, bounded by `close_timeout`: a peer that stopped reading

@@ -1,14 +1,21 @@
-"""A session's outgoing frames: a bounded queue and the task that writes it in batches.
+"""A session's outgoing frames: written at once while the socket takes them, queued when not.
 
-At most one sender task per session, started when a frame is queued and ended when the
-queue is empty, so an idle session holds no task. The queue is one deque for the
-session's life: a new container per burst (a list or deque each time a sender starts)
-cost fan-out about 0.3 µs per delivery in garbage-collector work, more than the ~0.7 KiB
-an idle session's empty deque holds. Frames are written in batches of up to `SEND_BATCH`
-frames or `SEND_BATCH_BYTES` in one system call (`RelayConnection.send_texts`). The queue
-is bounded in frames and in bytes (`SEND_QUEUE_LIMIT`, `SEND_QUEUE_LIMIT_BYTES`): past
-either it refuses a frame and the session closes as too slow (4013), so a reader that
-stopped never holds the fan-out up, and what it costs in memory is bounded.
+No task per send. A frame queued while the connection is open and not under back-pressure
+is written at the end of the current event-loop step (`loop.call_soon`), together with
+every other frame queued for the session in that step (a fan-out burst is one write
+system call per session, not one per frame). `send_now` writes a frame on the spot (the
+heartbeat ACK: nothing else is waiting). Only under back-pressure (websockets paused the
+transport: the kernel's buffer and the transport's are full) does a sender task wait for
+the socket to drain, then write the queue in batches of up to `SEND_BATCH` frames or
+`SEND_BATCH_BYTES`; it ends when the queue is empty, so an idle session holds no task.
+
+The queue is one deque, made the first time a frame has to wait and then kept for the
+session's life: a new container per burst cost fan-out about 0.3 µs per delivery in
+garbage-collector work, and an idle session whose frames were all written on the spot
+saves the ~0.7 KiB of an empty deque. It is bounded in frames and in bytes (`SEND_QUEUE_LIMIT`,
+`SEND_QUEUE_LIMIT_BYTES`): past either it refuses a frame and the session closes as too
+slow (4013), so a reader that stopped never holds the fan-out up, and what it costs in
+memory is bounded (the transport's own buffer is bounded by the connection's guard).
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ SEND_BATCH_BYTES = 256 * 1024
 
 
 class Outbox:
-    __slots__ = ("_bytes", "_frames", "_limit", "_limit_bytes", "_on_failure", "_sender", "_ws")
+    __slots__ = (
+        "_bytes",
+        "_flush_soon",
+        "_frames",
+        "_limit",
+        "_limit_bytes",
+        "_on_failure",
+        "_sender",
+        "_ws",
+    )
 
     def __init__(
         self,
@@ -42,36 +58,65 @@ class Outbox:
         self._limit = limit
         self._limit_bytes = limit_bytes
         self._on_failure = on_failure
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes] | None = None
+        """Made at the first frame that has to wait, then kept (see the module docstring)."""
         self._bytes = 0
         self._sender: asyncio.Task[None] | None = None
+        self._flush_soon: asyncio.Handle | None = None
 
     def put(self, frame: bytes) -> bool:
-        """Queue a frame for sending; False, and nothing queued, when the queue is full."""
+        """Queue a frame, written at the end of this loop step; False, and nothing
+        queued, when the queue is full."""
+        if self._bytes + len(frame) > self._limit_bytes:
+            return False
         frames = self._frames
-        if len(frames) >= self._limit or self._bytes + len(frame) > self._limit_bytes:
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._limit:
             return False
         frames.append(frame)
         self._bytes += len(frame)
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_queued())
-            self._sender.add_done_callback(self._on_sender_done)
+        if self._sender is None and self._flush_soon is None:
+            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def send_now(self, frame: bytes) -> bool:
+        """Write `frame` on the spot when nothing waits before it and the socket takes it;
+        else queue it like `put` (False, and nothing queued, when the queue is full)."""
+        if self._frames or self._sender is not None or not self._ws.writable():
+            return self.put(frame)
+        self._ws.write_texts((frame,))
         return True
 
     def discard(self) -> None:
         """Drop what is queued and stop writing: the session is closing."""
-        self._frames.clear()
+        if self._frames is not None:
+            self._frames.clear()
         self._bytes = 0
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         if self._sender is not None:
             self._sender.cancel()
 
-    async def _send_queued(self) -> None:
-        """Write the queue in batches until it is empty, then end.
+    def _flush(self) -> None:
+        """Write what this loop step queued; under back-pressure, hand it to a sender task."""
+        self._flush_soon = None
+        frames = self._frames
+        assert frames is not None
+        ws = self._ws
+        while frames and ws.writable():  # a write may pause the transport
+            ws.write_texts(self._next_batch(frames))
+        if frames:
+            self._sender = asyncio.create_task(self._send_queued(frames))
+            self._sender.add_done_callback(self._on_sender_done)
+
+    async def _send_queued(self, frames: deque[bytes]) -> None:
+        """Write the queue in batches, waiting for the socket to drain, until it is empty.
 
         `_sender` is cleared here, with no await between the empty check and the clearing,
-        so a frame queued at any moment either is sent by this task or starts the next one.
+        so a frame queued at any moment either is sent by this task or starts a flush.
         """
-        frames = self._frames
         while frames:
             await self._ws.send_texts(self._next_batch(frames))
         self._sender = None

@@ -317,9 +317,10 @@ class Session:
         metrics.FRAMES_OUT[Op.EVENT].inc()
 
     def _send(self, frame: bytes) -> None:
+        """Written on the spot when the socket takes it (a reply: nothing to batch with)."""
         if self.closing:
             return
-        if not self._outbox.put(frame):
+        if not self._outbox.send_now(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
     # -- the connection's guard: control frames and unsent output -------------------

@@ -245,6 +245,12 @@ class SilentConnection:
     async def send_texts(self, frames: list[bytes]) -> None:
         return None
 
+    def writable(self) -> bool:
+        return True
+
+    def write_texts(self, frames: list[bytes]) -> None:
+        return None
+
     async def close(self, code: int, reason: str) -> None:
         return None
 
