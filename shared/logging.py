@@ -28,7 +28,9 @@ def configure_logging(level: str = "INFO", service: str = "factory-relay") -> No
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Below the level a call returns at once: the stdlib wrapper would run the whole
+        # processor chain (context, timestamp, …) before logging drops the record.
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -50,6 +52,13 @@ def configure_logging(level: str = "INFO", service: str = "factory-relay") -> No
     # websockets logs every connection's open and close at INFO, without the session:
     # the relay's own session_identified / session_closing lines say more, once.
     logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+
+
+def _level_number(level: str) -> int:
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
 
 
 def _add_service(service: str) -> structlog.types.Processor:
