@@ -48,6 +48,7 @@ async def running(relay: Relay) -> AsyncIterator[Server]:
 
     async def handle(connection: ServerConnection) -> None:
         assert isinstance(connection, RelayConnection)
+        connection.forget_handshake()
         await Session(connection, relay).run()
 
     await relay.start()
