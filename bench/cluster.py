@@ -65,14 +65,18 @@ class RelayProcess:
 
 
 @contextmanager
-def relays(count: int, *, redis: bool = True, **settings: str) -> Iterator[list[RelayProcess]]:
-    """Start `count` relay processes sharing one Redis namespace; stop them on exit."""
+def relays(
+    count: int, *, redis: bool = True, lean: bool = False, **settings: str
+) -> Iterator[list[RelayProcess]]:
+    """Start `count` relay processes sharing one Redis namespace; stop them on exit.
+
+    `lean` starts the lean floor (`bench.lean`) instead: the yardstick."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     started: list[RelayProcess] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
             for _ in range(count):
-                started.append(_start(workdir, prefix, redis, settings))
+                started.append(_start(workdir, prefix, redis, lean, settings))
             for relay in started:
                 _wait_ready(relay)
             yield started
@@ -83,7 +87,9 @@ def relays(count: int, *, redis: bool = True, **settings: str) -> Iterator[list[
                 relay.process.wait(timeout=30)
 
 
-def _start(workdir: str, prefix: str, redis: bool, settings: dict[str, str]) -> RelayProcess:
+def _start(
+    workdir: str, prefix: str, redis: bool, lean: bool, settings: dict[str, str]
+) -> RelayProcess:
     port = free_port()
     env = {
         **os.environ,
@@ -96,13 +102,16 @@ def _start(workdir: str, prefix: str, redis: bool, settings: dict[str, str]) -> 
         "RATE_LIMIT_BURST": "1000000",
         # The load generator is one address opening thousands of sessions.
         "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
-        **settings,
+        **{name.upper(): value for name, value in settings.items()},
     }
     if redis:
         env["REDIS_URL"] = REDIS_URL
     else:
         env.pop("REDIS_URL", None)
-    return RelayProcess(start_logged([RELAY], workdir, env, port), port)
+    command = [sys.executable, "-m", "bench.lean"] if lean else [RELAY]
+    if lean:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return RelayProcess(start_logged(command, workdir, env, port), port)
 
 
 def start_logged(
@@ -137,9 +146,13 @@ def token(username: str, user_type: UserType) -> str:
     return ISSUER.issue(user_id=f"{username}-id", username=username, user_type=user_type)[0]
 
 
-async def identified(url: str, username: str, user_type: UserType) -> ClientConnection:
+async def identified(
+    url: str, username: str, user_type: UserType, *, open_timeout: float = 10
+) -> ClientConnection:
     """A client past Hello and READY."""
-    ws = await connect(url, compression=None, max_queue=None, ping_interval=None)
+    ws = await connect(
+        url, compression=None, max_queue=None, ping_interval=None, open_timeout=open_timeout
+    )
     await ws.recv()
     await ws.send(orjson.dumps({"op": 3, "d": {"token": token(username, user_type)}}), text=True)
     ready = orjson.loads(await ws.recv())

@@ -62,6 +62,8 @@ IDLE_SECONDS = 5.0
 """The idle rate (health PINGs, timers) is measured over this and taken off each figure."""
 KEEP: Path | None = None
 RELAY_HOST = "127.0.0.1"
+OPEN_TIMEOUT = 300.0
+"""A relay under valgrind on a busy machine can take long to answer a handshake."""
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -190,7 +192,9 @@ async def _identify(meter: Meter) -> tuple[float, list[ClientConnection]]:
 
     async def one(index: int) -> ClientConnection:
         async with gate:
-            return await identified(url, f"viewer-{index}", UserType.VIEWER)
+            return await identified(
+                url, f"viewer-{index}", UserType.VIEWER, open_timeout=OPEN_TIMEOUT
+            )
 
     meter.start()
     clients = await asyncio.gather(*(one(i) for i in range(IDENTIFIES)))
@@ -211,10 +215,14 @@ async def _heartbeats(meter: Meter, clients: list[ClientConnection]) -> float:
 async def _fanout(meter: Meter, window: int) -> float:
     replicas = meter.replicas
     factories = [
-        await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
+        await identified(
+            replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
+        )
         for i in range(FANOUT_FACTORIES)
     ]
-    operator = await identified(replicas[0].url, "operator-1", UserType.OPERATOR)
+    operator = await identified(
+        replicas[0].url, "operator-1", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
+    )
     await asyncio.sleep(1.0)
     meter.start()
     for start in range(0, FANOUT_COMMANDS, window):
@@ -230,11 +238,15 @@ async def _fanout(meter: Meter, window: int) -> float:
 async def _status(meter: Meter) -> float:
     replicas = meter.replicas
     operators = [
-        await identified(replicas[i % 2].url, f"operator-{i}", UserType.OPERATOR)
+        await identified(
+            replicas[i % 2].url, f"operator-{i}", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
+        )
         for i in range(STATUS_OPERATORS)
     ]
     factories = [
-        await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
+        await identified(
+            replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
+        )
         for i in range(STATUS_FACTORIES)
     ]
     await asyncio.sleep(1.0)
