@@ -85,6 +85,8 @@ class Admission:
         return hops[0] if hops else peer
 
     def _is_trusted(self, address: str) -> bool:
+        if not self._trusted:  # the default: no proxy, nothing to parse per connection
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
