@@ -18,11 +18,13 @@ import asyncio
 import multiprocessing
 import resource
 import time
+from contextlib import suppress
 from collections.abc import Iterator
 from multiprocessing.synchronize import Event as EventType
 from typing import Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from bench.cluster import RelayProcess, close_all, frame, identified, percentile, relays
 from bench.sizes import seconds, size
@@ -71,29 +73,44 @@ async def _work(
     gate = asyncio.Semaphore(concurrency or count)
     ready_after: list[float] = []
     failures: list[str] = []
+    clients: list[ClientConnection] = []
 
-    async def one(index: int) -> ClientConnection | None:
+    async def one(index: int) -> None:
         async with gate:
             try:
                 ws = await identified(url, f"{prefix}-{index}", UserType.VIEWER)
             except Exception as error:  # counted and reported, not raised
-                failures.append(type(error).__name__)
-                return None
+                failures.append(_failure(error))
+                return
             ready_after.append(time.time() - start_at)
-            return ws
+            clients.append(ws)
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    clients = [ws for ws in await asyncio.gather(*(one(i) for i in range(count))) if ws]
+    heartbeats = asyncio.create_task(_heartbeat_every_client(clients, stop))
+    await asyncio.gather(*(one(i) for i in range(count)))
     results.put((ready_after, failures))
+    await heartbeats
+    await close_all(clients)
+
+
+async def _heartbeat_every_client(clients: list[ClientConnection], stop: EventType) -> None:
+    """Each client once per `CLIENT_HEARTBEAT_SECONDS`, spread over the period, from the
+    first READY on (the relay closes a session silent for 1.5 heartbeat intervals)."""
     beat = 0
     while not stop.is_set():
-        # every client once per CLIENT_HEARTBEAT_SECONDS, spread over the period
-        step = max(1, len(clients) // int(CLIENT_HEARTBEAT_SECONDS * 2))
+        step = -(-len(clients) // int(CLIENT_HEARTBEAT_SECONDS * 2))
         for ws in clients[beat : beat + step]:
-            await ws.send(frame(1, None), text=True)
-        beat = (beat + step) % max(1, len(clients))
+            with suppress(ConnectionClosed):  # counted by the relay, not here
+                await ws.send(frame(1, None), text=True)
+        beat = beat + step if beat + step < len(clients) else 0
         await asyncio.sleep(0.5)
-    await close_all(clients)
+
+
+def _failure(error: Exception) -> str:
+    """The error's kind, with the close code the relay sent if it closed the session."""
+    received = getattr(error, "rcvd", None)
+    code = getattr(received, "code", None)
+    return type(error).__name__ if code is None else f"{type(error).__name__} {code}"
 
 
 class Start(NamedTuple):
