@@ -18,8 +18,8 @@ import asyncio
 import multiprocessing
 import resource
 import time
-from contextlib import suppress
 from collections.abc import Iterator
+from contextlib import suppress
 from multiprocessing.synchronize import Event as EventType
 from typing import Any, NamedTuple
 
