@@ -181,7 +181,9 @@ async def test_ttl_ms_on_a_factory_event_closes_4002(relays: Relays, connect: Co
     await factory.expect_close(CloseCode.DECODE_ERROR)
 
 
-async def test_a_malformed_resume_closes_4002(relays: Relays, connect: Connector, tokens: Any) -> None:
+async def test_a_malformed_resume_closes_4002(
+    relays: Relays, connect: Connector, tokens: Any
+) -> None:
     client = await connect.raw(relays.a)
 
     await client.send(
@@ -386,8 +388,7 @@ async def test_a_replica_whose_broker_connection_dropped_fills_the_gap_from_the_
     private_redis: RedisServer, start_relay: StartRelay, connect: Connector, tokens: Any
 ) -> None:
     a, b = (
-        start_relay(FAST_BROKER, redis_url=private_redis.url, redis_prefix="gap")
-        for _ in range(2)
+        start_relay(FAST_BROKER, redis_url=private_redis.url, redis_prefix="gap") for _ in range(2)
     )
     user = tokens.user(UserType.FACTORY)
     factory = await connect(a, user)
