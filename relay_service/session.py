@@ -29,11 +29,12 @@ from websockets.exceptions import ConnectionClosed
 
 from relay_service import frames, metrics
 from relay_service.connection import RelayConnection
-from relay_service.frames import NUMBERED
-from relay_service.host import SessionHost
+from relay_service.frames import NOT_KEPT, NUMBERED, PREFIXES, Dispatch
+from relay_service.host import SessionHost, Welcome
 from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
 from relay_service.routing import route
+from relay_service.stamping import ToObservers, stamp
 from shared.clock import now_ms
 from shared.logging import get_logger
 from shared.protocol import (
@@ -66,6 +67,7 @@ class Session:
         "_close_code",
         "_closer",
         "_ends_at",
+        "_floors",
         "_held",
         "_host",
         "_outbox",
@@ -99,7 +101,11 @@ class Session:
         self._closer: asyncio.Task[None] | None = None
         self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
-        self._held: list[bytes] | None = None
+        self._held: list[Dispatch] | None = None
+        self._floors: dict[bytes, tuple[str, int]] | None = None
+        """Per stream (factories only), until a live message passes it: the last message
+        the session has (READY's cursor, or a replay's last), so a message that a resume
+        or a gap's filling delivered already is not delivered again."""
         self._ends_at = 0.0
         """Loop time at which the session ends: the identify deadline, then token expiry."""
 
@@ -146,20 +152,37 @@ class Session:
         finally:
             await self._finish()
 
-    def dispatch(self, prefix: bytes, body: bytes) -> None:
+    def dispatch(self, dispatch: Dispatch) -> None:
         """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
 
         The fan-out's hot path: one call per delivery, so the state is compared here
         directly rather than through `closing` and `_send`."""
-        state = self.state
-        if state is not State.IDENTIFIED and state is not State.IDENTIFYING:
+        if self.state is not State.IDENTIFIED:
+            if self._held is not None:  # identifying: numbered and queued after READY
+                self._held.append(dispatch)
             return
         self._sequence += 1
-        frame = NUMBERED % (prefix, self._sequence, body)
-        if self._held is not None:  # identifying: queued after READY
-            self._held.append(frame)
-        elif not self._outbox.put(frame):
+        frame = NUMBERED % (PREFIXES[dispatch.op], self._sequence, dispatch.body)
+        if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+
+    def dispatch_kept(self, dispatch: Dispatch) -> None:
+        """A message of one of this factory's streams. Each stream's messages come in
+        offset order, so once one passes the stream's floor, no later one can be under it."""
+        floors = self._floors
+        if floors is not None and self.state is State.IDENTIFIED:
+            floor = floors.get(dispatch.stream)
+            if floor is not None:
+                if floor[0] == dispatch.epoch and dispatch.offset <= floor[1]:
+                    return
+                del floors[dispatch.stream]
+                if not floors:
+                    self._floors = None
+        self.dispatch(dispatch)
+
+    def floor(self, stream: bytes) -> tuple[str, int] | None:
+        """The last message of `stream` this session has, while no live one passed it."""
+        return None if self._floors is None else self._floors.get(stream)
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -227,8 +250,8 @@ class Session:
     async def _identify(self, frame: ClientFrame) -> None:
         if self.state is not State.CONNECTED:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
-        token = parse_data(IdentifyData, frame.d).token
-        claims = await self._host.authenticate(token)
+        identify = parse_data(IdentifyData, frame.d)
+        claims = await self._host.authenticate(identify.token)
         if self.closing:
             return
         self._claims = claims
@@ -245,19 +268,33 @@ class Session:
         self._held = []
         self._sequence = 1
         await self._host.join(self, claims)
+        if self.state is not State.IDENTIFYING:
+            return
+        welcome = await self._host.welcome(claims, identify.resume)
         if self.state is State.IDENTIFYING:
-            self._release_ready()
-            self._logger().info("session_identified")
+            self._release_ready(welcome)
+            self._logger().info("session_identified", **welcome.log)
 
-    def _release_ready(self) -> None:
-        """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
+    def _release_ready(self, welcome: Welcome) -> None:
+        """READY (s 1) with what the relay adds for this user (cursors, presence), then a
+        resume's replay, then what arrived meanwhile: each stream's messages in order, once."""
         held, self._held = self._held or [], None
         self.state = State.IDENTIFIED
         self._ws.allow_messages_up_to(self._settings.max_message_bytes)
-        self._send(frames.ready(self.session_id, self._sender_stamp))
+        self._send(frames.ready(self.session_id, self._sender_stamp, welcome.fields))
         metrics.FRAMES_OUT[Op.EVENT].inc()
-        for frame in held:
-            self._send(frame)
+        now = now_ms()
+        floors = dict(welcome.cursors)
+        for dispatch in welcome.replay:
+            if dispatch.expires_at > now:
+                self.dispatch(dispatch)
+            floors[dispatch.stream] = (dispatch.epoch, dispatch.offset)
+        self._floors = floors or None
+        for dispatch in held:
+            if dispatch.stream == NOT_KEPT:
+                self.dispatch(dispatch)
+            elif dispatch.expires_at > now:
+                self.dispatch_kept(dispatch)
 
     async def _refresh(self, frame: ClientFrame) -> None:
         """Op 7: a fresh token of the same user extends the session; REFRESHED answers."""
@@ -287,22 +324,16 @@ class Session:
         if self.state is not State.IDENTIFIED:
             raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
         assert self._claims is not None
-        routed = route(frame, self._claims.user_type, self._host.channels)
-        ts_ms = now_ms()
-        message_id = routed.data.id or uuid.uuid4().hex
-        stamped = {
-            "id": message_id,
-            "from": self._sender_stamp,
-            "target": routed.target,
-            "payload": routed.data.payload,
-            "ts": ts_ms,
-        }
-        body = frames.dispatch_body(routed.op, frame.t, stamped)
-        self._host.publish(
-            routed.channel,
-            frames.pack(frames.Dispatch(routed.op, ts_ms, body)),
-            partial(self._delivery_failed, message_id),
+        routed = route(frame, self._claims.user_type, ttl_max_ms=self._settings.command_ttl_max_ms)
+        stamped = stamp(
+            routed, frame.t, self._sender_stamp, default_ttl_ms=self._settings.command_ttl_ms
         )
+        on_dropped = partial(self._delivery_failed, stamped.message_id)
+        if isinstance(stamped, ToObservers):
+            self._host.publish_to_observers(stamped.dispatch, on_dropped)
+        else:
+            _, stream, target, message = stamped
+            self._host.publish_to_factories(stream, target, message, on_dropped)
 
     def _delivery_failed(self, message_id: str, reason: str) -> None:
         """The relay could not take this sender's message: say so, it is not delivered later."""
