@@ -7,7 +7,8 @@ Relay CPU is the relay processes' own user + system time (from /proc), never the
 generator's, which runs in this process on the same cores.
 
 - fan-out: one operator, 100 factories over 2 replicas, commands as fast as the factories
-  take them (a window in flight): relay CPU per delivery, latency, loss;
+  take them (a window in flight): relay CPU per delivery, latency, loss; then at a steady
+  20,000 deliveries/s, for the latency of a relay that is not saturated;
 - status: 50 factories at 20 statuses/s each, 5 operators, 2 replicas: relay CPU per
   delivery, latency, loss;
 - connections: 2,000 identified idle sessions on one replica: relay CPU per Identify
@@ -33,6 +34,8 @@ from shared.identity import UserType
 
 FANOUT_FACTORIES = 100
 FANOUT_WINDOW = 32
+FANOUT_PACED_COMMANDS_PER_SECOND = 200.0
+"""20,000 deliveries/s, well below saturation."""
 STATUS_FACTORIES = 50
 STATUS_RATE = 20
 STATUS_OPERATORS = 5
@@ -66,8 +69,11 @@ ROWS = {
 }
 
 
-async def _fanout(replicas: list[RelayProcess]) -> tuple[dict[str, float], str]:
-    """Commands as fast as the factories take them."""
+async def _fanout(
+    replicas: list[RelayProcess], rate: float | None = None
+) -> tuple[dict[str, float], str]:
+    """Commands as fast as the factories take them, or `rate` commands per second (the
+    latency of a relay that is not saturated; no row of the table)."""
     factories = [
         await identified(replicas[i % 2].url, f"factory-{i}", UserType.FACTORY)
         for i in range(FANOUT_FACTORIES)
@@ -92,6 +98,8 @@ async def _fanout(replicas: list[RelayProcess]) -> tuple[dict[str, float], str]:
     started = time.perf_counter()
     while time.perf_counter() - started < seconds(10.0, 1.0):
         await window.acquire()
+        if rate is not None:
+            await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
         await operator.send(
             frame(4, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True
         )
@@ -105,11 +113,13 @@ async def _fanout(replicas: list[RelayProcess]) -> tuple[dict[str, float], str]:
     for task in readers:
         task.cancel()
     await close_all([*factories, operator])
-    return {"fanout": cpu / delivered * 1e6}, (
-        f"fan-out: 1 operator -> {FANOUT_FACTORIES} factories, {elapsed:.1f} s: "
+    pace = "as fast as taken" if rate is None else f"{rate * FANOUT_FACTORIES:,.0f}/s"
+    return {} if rate else {"fanout": cpu / delivered * 1e6}, (
+        f"fan-out ({pace}): 1 operator -> {FANOUT_FACTORIES} factories, {elapsed:.1f} s: "
         f"{delivered / elapsed:,.0f} delivered/s, p50 {percentile(latencies, 0.5) * 1e3:.2f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, "
-        f"lost {sent * FANOUT_FACTORIES - delivered}"
+        f"lost {sent * FANOUT_FACTORIES - delivered}, relay CPU "
+        f"{cpu / max(1, delivered) * 1e6:.1f} µs per delivery"
     )
 
 
@@ -222,6 +232,7 @@ async def _heartbeats(
 def _round(lean: bool) -> Iterator[tuple[dict[str, float], str]]:
     with relays(2, lean=lean) as replicas:
         yield asyncio.run(_fanout(replicas))
+        yield asyncio.run(_fanout(replicas, rate=FANOUT_PACED_COMMANDS_PER_SECOND))
         yield asyncio.run(_status(replicas))
     with relays(1, lean=lean) as replicas:
         yield asyncio.run(_connections(replicas[0]))
