@@ -5,8 +5,9 @@
         └───────────────────────┴──────── any close ──────────────┴──▶ CLOSING
 
 A session lives until its token's `exp` (4004 "token expired") unless op 7 brought a
-fresh token of the same user; the receive loop's one deadline covers the heartbeat, the
-identify timeout and the expiry, so this costs no timer per session.
+fresh token of the same user. One timer per session covers the heartbeat, the identify
+timeout and the expiry: a frame received only notes the time, and the timer sets itself
+again when it fires early (at most once per liveness timeout), so no timer per frame.
 
 A session has one receiver (the connection's handler task, reading and validating
 frames) and an `Outbox` for everything it sends, so the hub's fan-out never waits on this
@@ -68,12 +69,14 @@ class Session:
         "_closer",
         "_ends_at",
         "_floors",
+        "_heard_at",
         "_held",
         "_host",
         "_outbox",
         "_sender_stamp",
         "_sequence",
         "_settings",
+        "_watchdog",
         "_ws",
         "output_limit_bytes",
         "session_id",
@@ -107,6 +110,9 @@ class Session:
         the session has (READY's cursor, or a replay's last), so a message that a resume
         or a gap's filling delivered already is not delivered again."""
         self._ends_at = 0.0
+        self._heard_at = 0.0
+        """Loop time of the last frame received."""
+        self._watchdog: asyncio.TimerHandle | None = None
         """Loop time at which the session ends: the identify deadline, then token expiry."""
 
     @property
@@ -199,19 +205,32 @@ class Session:
 
     async def _receive_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        self._ends_at = loop.time() + self._settings.identify_timeout_ms / 1000
-        liveness = self._settings.liveness_timeout_seconds
-        while not self.closing:
-            ends_at = self._ends_at
-            deadline = min(loop.time() + liveness, ends_at)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await self._ws.recv()
-            except TimeoutError:
-                raise self._timed_out(hard_deadline=deadline >= ends_at) from None
-            if self.closing:
-                return
-            await self._handle(raw)
+        self._heard_at = loop.time()
+        self._ends_at = self._heard_at + self._settings.identify_timeout_ms / 1000
+        self._watch_deadlines()
+        try:
+            while not self.closing:
+                raw = await self._ws.recv()
+                self._heard_at = loop.time()
+                if self.closing:
+                    return
+                await self._handle(raw)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+    def _watch_deadlines(self) -> None:
+        """The session's one timer: it fires at the earlier of the liveness deadline (as of
+        the last frame heard when it was set) and `_ends_at`, then closes the session or
+        sets itself again. A frame received only notes the time: no timer per frame."""
+        loop = asyncio.get_running_loop()
+        now, alive_until = loop.time(), self._heard_at + self._settings.liveness_timeout_seconds
+        if now >= self._ends_at or now >= alive_until:
+            error = self._timed_out(hard_deadline=now >= self._ends_at)
+            self._watchdog = None
+            self.close_soon(error.code, error.reason)
+            return
+        self._watchdog = loop.call_at(min(alive_until, self._ends_at), self._watch_deadlines)
 
     def _timed_out(self, *, hard_deadline: bool) -> ProtocolError:
         """Heartbeats keep a session alive; neither they nor anything else extend the
@@ -226,6 +245,9 @@ class Session:
         """From now on the session ends when this token expires."""
         loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
         self._ends_at = loop_now + max(0.0, claims.expires_at - wall_now)
+        if self._watchdog is not None:  # the expiry may come before the timer's time
+            self._watchdog.cancel()
+            self._watch_deadlines()
 
     async def _handle(self, raw: str | bytes) -> None:
         if not isinstance(raw, str):
