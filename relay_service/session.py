@@ -47,6 +47,7 @@ from shared.protocol import (
     RefreshData,
     decode_frame,
     heartbeat_sequence,
+    is_plain_heartbeat,
     parse_data,
 )
 from shared.tokens import TokenClaims
@@ -254,12 +255,15 @@ class Session:
             raise ProtocolError(CloseCode.DECODE_ERROR, "binary frames are not accepted")
         if not self._bucket.take():
             raise ProtocolError(CloseCode.RATE_LIMITED, "too many frames")
+        if is_plain_heartbeat(raw):  # the most frequent frame, in its usual spelling
+            metrics.FRAMES_IN[Op.HEARTBEAT].inc()
+            self._acknowledge_heartbeat()
+            return
         frame = decode_frame(raw)
         metrics.FRAMES_IN[frame.op].inc()
         if frame.op == Op.HEARTBEAT:
             heartbeat_sequence(frame.d)
-            self._send(frames.HEARTBEAT_ACK)
-            metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
+            self._acknowledge_heartbeat()
         elif frame.op == Op.HEARTBEAT_ACK:
             heartbeat_sequence(frame.d)
         elif frame.op == Op.IDENTIFY:
@@ -268,6 +272,10 @@ class Session:
             await self._refresh(frame)
         else:
             self._relay_message(frame)
+
+    def _acknowledge_heartbeat(self) -> None:
+        self._send(frames.HEARTBEAT_ACK)
+        metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
 
     async def _identify(self, frame: ClientFrame) -> None:
         if self.state is not State.CONNECTED:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from enum import IntEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -194,6 +195,16 @@ def decode_frame(raw: str | bytes) -> ClientFrame:
     if frame.t is not None and frame.op != Op.EVENT:
         raise ProtocolError(CloseCode.DECODE_ERROR, "t is for op 6 only")
     return frame
+
+
+_PLAIN_HEARTBEAT = re.compile(r'\{"op":1,"d":(?:null|0|[1-9][0-9]{0,17})\}')
+
+
+def is_plain_heartbeat(raw: str) -> bool:
+    """A Heartbeat spelt as clients usually send it (`{"op":1,"d":42}`, no spaces, `d` null
+    or an integer under 10**18): valid as it stands, so the receiver may answer it without
+    `decode_frame` (any other spelling goes through it and gets the same answer)."""
+    return _PLAIN_HEARTBEAT.fullmatch(raw) is not None
 
 
 def parse_data(model: type[ModelT], data: Any) -> ModelT:

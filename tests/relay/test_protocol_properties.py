@@ -37,6 +37,7 @@ from shared.protocol import (
     decode_frame,
     event_name,
     heartbeat_sequence,
+    is_plain_heartbeat,
     parse_data,
 )
 from tests.relay.harness import JWT_SECRET, Tokens, User
@@ -162,6 +163,19 @@ def test_t_on_an_op_other_than_6_is_4002(op: int, t: str) -> None:
 
 
 @PROPERTIES
+@given(st.text() | st.builds(lambda d: orjson.dumps({"op": 1, "d": d}).decode(), json_values))
+def test_a_heartbeat_answered_without_the_decoder_is_one_the_decoder_accepts(raw: str) -> None:
+    if is_plain_heartbeat(raw):
+        frame = decode_frame(raw)
+        assert frame.op == Op.HEARTBEAT
+        heartbeat_sequence(frame.d)
+
+
+@given(st.none() | st.integers(0, 10**18 - 1))
+def test_a_heartbeat_spelt_as_clients_send_it_skips_the_decoder(sequence: int | None) -> None:
+    assert is_plain_heartbeat(orjson.dumps({"op": 1, "d": sequence}).decode())
+
+
 @given(st.text(max_size=70).filter(lambda text: not re.fullmatch(MESSAGE_ID_PATTERN, text)))
 def test_an_id_outside_the_pattern_is_4002(message_id: str) -> None:
     raw = json.dumps({"op": 4, "d": {"payload": 1, "id": message_id}})
