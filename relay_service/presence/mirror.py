@@ -1,0 +1,100 @@
+"""Each replica's copy of every factory's presence and latest status, for READY's snapshot.
+
+Fed by what the replica hears on the observer channels (PRESENCE_UPDATE and statuses),
+seeded from the store at start and re-seeded after each broker reconnect, so a READY
+costs no round trip to Redis. Per factory the entry with the latest `since` wins (and the
+status with the latest `ts`), whatever order updates and seeds arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orjson import Fragment
+
+from relay_service.presence.store import Stored
+from shared.identity import username_key
+
+
+@dataclass(slots=True)
+class Entry:
+    username: str
+    online: bool
+    since: int
+    status: bytes | None = None
+    status_ts: int = 0
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, username: str) -> Entry | None:
+        return self._entries.get(username_key(username))
+
+    def presence(self, username: str, online: bool, since: int) -> bool:
+        """Apply a presence change; False when what the mirror has is as recent."""
+        key = username_key(username)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = Entry(username, online, since)
+            return True
+        if since < entry.since or (since == entry.since and online == entry.online):
+            return False
+        entry.username, entry.online, entry.since = username, online, since
+        return True
+
+    def status(self, username: str, status: bytes, ts_ms: int) -> None:
+        """Keep the latest status. A factory heard before its presence (its announcement
+        is on its way) is taken as online since that status."""
+        key = username_key(username)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = Entry(username, True, ts_ms, status, ts_ms)
+        elif ts_ms >= entry.status_ts:
+            entry.status, entry.status_ts = status, ts_ms
+
+    def merge(self, stored: Iterable[Stored], now_ms: int, local: Collection[str]) -> list[Entry]:
+        """Re-seed from the store; returns the entries whose presence changed.
+
+        A factory the mirror has online but the store does not know at all (Redis was
+        emptied or replaced) is taken as offline since now, unless it has a session on
+        this replica (`local`, username keys): its replica writes it again."""
+        changed = []
+        known = set()
+        for record in stored:
+            key = username_key(record.username)
+            known.add(key)
+            if self.presence(record.username, record.online, record.since):
+                changed.append(self._entries[key])
+            if record.status is not None:
+                self.status(record.username, record.status, record.status_ts)
+        for key, entry in self._entries.items():
+            if entry.online and key not in known and key not in local:
+                entry.online, entry.since = False, now_ms
+                changed.append(entry)
+        return changed
+
+    def prune(self, before_ms: int) -> None:
+        """Forget factories offline since before `before_ms` (past the retention)."""
+        for key in [k for k, e in self._entries.items() if not e.online and e.since < before_ms]:
+            del self._entries[key]
+
+    def snapshot(self, after_ms: int) -> list[dict[str, Any]]:
+        """READY's `factories`: online, or offline since `after_ms`, by username; each
+        status is the raw JSON as delivered (an `orjson.Fragment`, serialized as is)."""
+        return [
+            {
+                "username": entry.username,
+                "online": entry.online,
+                "since": entry.since,
+                "status": None if entry.status is None else Fragment(entry.status),
+            }
+            for _, entry in sorted(self._entries.items())
+            if entry.online or entry.since >= after_ms
+        ]
