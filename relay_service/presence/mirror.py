@@ -59,12 +59,15 @@ class Mirror:
         elif ts_ms >= entry.status_ts:
             entry.status, entry.status_ts = status, ts_ms
 
-    def merge(self, stored: Iterable[Stored], now_ms: int, local: Collection[str]) -> list[Entry]:
-        """Re-seed from the store; returns the entries whose presence changed.
-
-        A factory the mirror has online but the store does not know at all (Redis was
-        emptied or replaced) is taken as offline since now, unless it has a session on
-        this replica (`local`, username keys): its replica writes it again."""
+    def merge(
+        self, stored: Iterable[Stored], local: Collection[str]
+    ) -> tuple[list[Entry], set[str]]:
+        """Re-seed from the store: returns the entries whose presence changed, and the keys
+        of factories the mirror has online that the store does not know at all, except
+        those with a session on this replica (`local`, username keys), which it writes
+        again itself. The store may not know them yet (Redis was emptied or replaced,
+        and their replicas are writing them again) or any more (their replica died
+        meanwhile): `went_offline` settles those still missing a while later."""
         changed = []
         known = set()
         for record in stored:
@@ -74,11 +77,20 @@ class Mirror:
                 changed.append(self._entries[key])
             if record.status is not None:
                 self.status(record.username, record.status, record.status_ts)
-        for key, entry in self._entries.items():
-            if entry.online and key not in known and key not in local:
-                entry.online, entry.since = False, now_ms
-                changed.append(entry)
-        return changed
+        missing = {
+            key
+            for key, entry in self._entries.items()
+            if entry.online and key not in known and key not in local
+        }
+        return changed, missing
+
+    def went_offline(self, key: str, since: int) -> Entry | None:
+        """A factory missing from the store twice in a row is offline since `since`."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.online or since < entry.since:
+            return None
+        entry.online, entry.since = False, since
+        return entry
 
     def prune(self, before_ms: int) -> None:
         """Forget factories offline since before `before_ms` (past the retention)."""

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
+from itertools import islice
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -47,6 +48,8 @@ Announce = Callable[[str, bool, int], bytes]
 Notify = Callable[[str, bool, int], None]
 """`(username, online, since)`: tell this replica's observers only (a re-seed's findings)."""
 
+WRITE_CONCURRENCY = 64
+"""Factories written at once (a reconnect storm after a drain is many first sessions)."""
 SWEEP_BATCH = 1000
 """Due factories settled per sweep, at most (the rest on the next sweep)."""
 STALE_REPLICAS_BATCH = 10
@@ -86,7 +89,12 @@ class Presence:
         self._statuses: dict[str, tuple[str, bytes, int]] = {}
         """Statuses sent through this replica, not yet stored: key → (username, d, ts)."""
         self._wake = asyncio.Event()
+        self._written: dict[str, asyncio.Future[None]] = {}
+        """Joins waiting for the store to have their factory: key → resolved once written."""
         self._needs_seed = True
+        self._missing: set[str] = set()
+        """Factories the mirror has online that the store did not know at the last seed."""
+        self._check_missing_at = 0.0
         self._heartbeat_ms = 0
         self._warned_at: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,12 +136,20 @@ class Presence:
 
     # -- what the relay tells presence ------------------------------------------------
 
-    def factory_joined(self, username: str) -> None:
+    async def factory_joined(self, username: str) -> None:
+        """A session of this factory identified here. Its first one waits (at most the
+        Redis timeout) until the store has it: READY then follows the online
+        announcement, so every observer hears the factory online before its statuses."""
         key = username_key(username)
         _, count = self._sessions.get(key, (username, 0))
         self._sessions[key] = (username, count + 1)
-        if count == 0:
-            self._mark(key, username)
+        if count:
+            return
+        self._mark(key, username)
+        written = self._written.setdefault(key, asyncio.get_running_loop().create_future())
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self._timeout):
+                await asyncio.shield(written)
 
     def factory_left(self, username: str) -> None:
         key = username_key(username)
@@ -181,16 +197,30 @@ class Presence:
             self._wake.set()
 
     async def _write_pending(self) -> None:
-        """Tell the store of each factory marked, then the latest statuses; whatever
-        fails stays marked (the caller retries)."""
+        """Tell the store of each factory marked (`WRITE_CONCURRENCY` at a time), then the
+        latest statuses; whatever fails stays marked (the caller retries)."""
         while self._dirty:
-            key, username = next(iter(self._dirty.items()))
-            del self._dirty[key]
+            batch = list(islice(self._dirty.items(), WRITE_CONCURRENCY))
+            for key, _ in batch:
+                del self._dirty[key]
             try:
-                await self._write_sessions(key, username)
-            except BaseException:
-                self._dirty.setdefault(key, username)
+                results = await asyncio.gather(
+                    *(self._write_sessions(key, username) for key, username in batch),
+                    return_exceptions=True,
+                )
+            except BaseException:  # cancelled (the replica stops): written at stop
+                for key, username in batch:
+                    self._dirty.setdefault(key, username)
                 raise
+            failure: BaseException | None = None
+            for (key, username), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    self._dirty.setdefault(key, username)
+                    failure = result
+                if key not in self._dirty or failure is not None:
+                    self._release(key)  # a session never waits out an outage
+            if failure is not None:
+                raise failure
         while self._statuses:
             key, (username, status, ts_ms) = next(iter(self._statuses.items()))
             del self._statuses[key]
@@ -199,6 +229,11 @@ class Presence:
             except BaseException:
                 self._statuses.setdefault(key, (username, status, ts_ms))
                 raise
+
+    def _release(self, key: str) -> None:
+        written = self._written.pop(key, None)
+        if written is not None and not written.done():
+            written.set_result(None)
 
     async def _write_sessions(self, key: str, username: str) -> None:
         now = now_ms()
@@ -241,7 +276,7 @@ class Presence:
             await asyncio.sleep(self.sweep_seconds)
             await self._try(self._bury_dead_replicas, "presence_sweep_failed")
             await self._try(self._settle_due, "presence_sweep_failed")
-            if self._needs_seed:
+            if self._needs_seed or 0 < self._check_missing_at <= time.monotonic():
                 await self._try(self._seed, "presence_seed_failed")
             if time.monotonic() - trimmed_at >= TRIM_EVERY_SECONDS:
                 trimmed_at = time.monotonic()
@@ -274,9 +309,18 @@ class Presence:
         except BaseException:
             self._needs_seed = True
             raise
-        for entry in self.mirror.merge(stored, now, self._sessions.keys()):
+        changed, missing = self.mirror.merge(stored, self._sessions.keys())
+        for key in missing & self._missing:
+            entry = self.mirror.went_offline(key, now)
+            if entry is not None:
+                changed.append(entry)
+        self._missing = missing - self._missing
+        # Every live replica writes its factories again within a heartbeat of finding
+        # the store without it: those still missing after a TTL have nobody.
+        self._check_missing_at = time.monotonic() + self._ttl_ms / 1000 if self._missing else 0.0
+        for entry in changed:
             self._notify(entry.username, entry.online, entry.since)
-        log.info("presence_seeded", factories=len(self.mirror))
+        log.info("presence_seeded", factories=len(self.mirror), missing=len(self._missing))
 
     async def _trim(self) -> None:
         before = now_ms() - self._retention_ms

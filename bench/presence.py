@@ -1,0 +1,87 @@
+"""Redis memory per factory for presence and last status (`MEMORY USAGE`, real Redis).
+
+Writes `FACTORIES` factories through the relay's own store (`RedisStore`: the scripts a
+replica runs), online with a status, under a prefix of its own on `REDIS_URL` (default
+the local Redis), measures every key it made, and deletes them. Per factory: its hash
+plus its share of the index and of its replica's set; figures for a typical status and
+for the largest one a factory can send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import orjson
+from redis.asyncio import Redis
+
+from relay_service.presence import RedisStore
+from relay_service.presence.keys import PresenceKeys
+
+FACTORIES = 1000
+REPLICA = "0123456789abcdef"
+TYPICAL_PAYLOAD = {"state": "running", "spindle_rpm": 1198, "temperature_c": 24.9}
+LARGEST_PAYLOAD_BYTES = 65_536 - 100
+"""About the largest payload a default `MAX_MESSAGE_BYTES` (64 KiB) frame carries."""
+
+
+def _status(username: str, payload: object, ts_ms: int) -> bytes:
+    """The `d` of a status as the relay stamps and delivers it."""
+    stamp = {"id": str(uuid.uuid4()), "username": username, "type": "factory"}
+    return orjson.dumps(
+        {"id": uuid.uuid4().hex, "from": stamp, "target": None, "payload": payload, "ts": ts_ms}
+    )
+
+
+async def _bytes_per_factory(client: Redis, payload: object, online: bool) -> float:
+    prefix = f"bench-presence-{uuid.uuid4().hex[:8]}"
+    keys = PresenceKeys(prefix)
+    store = RedisStore(
+        client,
+        keys,
+        channel_of=lambda _: f"{prefix}:relay:bench",
+        timeout_seconds=5,
+        retention_seconds=604_800,
+    )
+    now = 1_764_430_000_000
+    try:
+        for n in range(FACTORIES):
+            username = f"press-{n:05d}"
+            await store.join(REPLICA, username, 1, now, b"-")
+            await store.save_status(username, _status(username, payload, now + 1), now + 1)
+            if not online:
+                due = await store.leave(REPLICA, username, now + 5000)
+                await store.settle(username, due, b"-")
+        total = 0
+        async for key in client.scan_iter(f"{prefix}:*", count=1000):
+            total += await client.memory_usage(key, samples=0) or 0
+        return total / FACTORIES
+    finally:
+        made = [key async for key in client.scan_iter(f"{prefix}:*", count=1000)]
+        if made:
+            await client.delete(*made)
+
+
+async def _measure() -> list[str]:
+    client = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        version = (await client.info("server"))["redis_version"]
+        typical = _status("press-00000", TYPICAL_PAYLOAD, 0)
+        largest = "x" * LARGEST_PAYLOAD_BYTES
+        lines = [f"presence memory (Redis {version}, {FACTORIES} factories, MEMORY USAGE):"]
+        for label, payload, online in (
+            (f"online, typical status ({len(typical)} B d)", TYPICAL_PAYLOAD, True),
+            ("offline, typical status", TYPICAL_PAYLOAD, False),
+            (f"online, largest status ({LARGEST_PAYLOAD_BYTES} B payload)", largest, True),
+        ):
+            per_factory = await _bytes_per_factory(client, payload, online)
+            lines.append(f"  {label}: {per_factory:,.0f} bytes per factory")
+        return lines
+    finally:
+        await client.aclose()
+
+
+def run() -> Iterator[str]:
+    yield from asyncio.run(_measure())
