@@ -201,10 +201,12 @@ class Client:
         return frame
 
     async def recv_dispatch(self, within: float = RECV_TIMEOUT) -> Frame:
-        """The next op 4, 5 or 6 frame (heartbeat ACKs are not dispatches)."""
+        """The next op 4, 5 or 6 frame (heartbeat ACKs are not dispatches), passing over
+        PRESENCE_UPDATE events: any factory of any test coming and going sends them to
+        every observer (`tests/relay/test_presence.py` reads them with `recv`)."""
         while True:
             frame = await self.recv(within)
-            if frame["op"] in DISPATCH_OPS:
+            if frame["op"] in DISPATCH_OPS and frame.get("t") != "PRESENCE_UPDATE":
                 return frame
             self.skipped.append(frame)
 
