@@ -251,7 +251,8 @@ class Presence:
             entry = self.mirror.get(username)
             if entry is not None and entry.status is not None:
                 self._statuses.setdefault(key, (username, entry.status, entry.status_ts))
-        log.info("presence_rewrite", factories=len(self._sessions))
+        if self._sessions:
+            log.info("presence_rewrite", factories=len(self._sessions))
         self._wake.set()
 
     # -- liveness -----------------------------------------------------------------------
