@@ -50,7 +50,7 @@ async def _bytes_per_factory(client: Redis, payload: object, online: bool) -> fl
         for n in range(FACTORIES):
             username = f"press-{n:05d}"
             await store.join(REPLICA, username, 1, now, b"-")
-            await store.save_status(username, _status(username, payload, now + 1), now + 1)
+            await store.save_statuses([(username, _status(username, payload, now + 1), now + 1)])
             if not online:
                 due = await store.leave(REPLICA, username, now + 5000)
                 await store.settle(username, due, b"-")

@@ -82,10 +82,11 @@ class MemoryStore:
         due = sorted((at, name) for name, at in self._pending.items() if at <= now_ms)
         return [(name, at) for at, name in due[:limit]]
 
-    async def save_status(self, username: str, status: bytes, ts_ms: int) -> None:
-        factory = self._factory(username)
-        if ts_ms >= factory.status_ts:
-            factory.status, factory.status_ts = status, ts_ms
+    async def save_statuses(self, statuses: list[tuple[str, bytes, int]]) -> None:
+        for username, status, ts_ms in statuses:
+            factory = self._factory(username)
+            if ts_ms >= factory.status_ts:
+                factory.status, factory.status_ts = status, ts_ms
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
         known = replica in self._replicas

@@ -181,12 +181,17 @@ class RedisStore:
             )
         return _scored(rows)
 
-    async def save_status(self, username: str, status: bytes, ts_ms: int) -> None:
+    async def save_statuses(self, statuses: list[tuple[str, bytes, int]]) -> None:
+        """One pipeline (not a transaction: each status is its own factory's)."""
         async with asyncio.timeout(self._timeout):
-            await self._status(
-                keys=[self._keys.factory(username)],
-                args=[username, status, ts_ms, self._retention],
-            )
+            async with self._client.pipeline(transaction=False) as pipe:
+                for username, status, ts_ms in statuses:
+                    await self._status(
+                        keys=[self._keys.factory(username)],
+                        args=[username, status, ts_ms, self._retention],
+                        client=pipe,
+                    )
+                await pipe.execute()
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
         async with asyncio.timeout(self._timeout):

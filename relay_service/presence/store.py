@@ -50,8 +50,8 @@ class PresenceStore(Protocol):
     async def due(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
         """Up to `limit` factories whose grace ran out by `now_ms`: (username, due)."""
 
-    async def save_status(self, username: str, status: bytes, ts_ms: int) -> None:
-        """Keep the latest status (a later `ts_ms` wins)."""
+    async def save_statuses(self, statuses: list[tuple[str, bytes, int]]) -> None:
+        """Keep each factory's latest status, `(username, d, ts)` (a later `ts` wins)."""
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
         """Mark the replica alive; True when the store did not know it (first heartbeat,

@@ -50,6 +50,11 @@ Notify = Callable[[str, bool, int], None]
 
 WRITE_CONCURRENCY = 64
 """Factories written at once (a reconnect storm after a drain is many first sessions)."""
+STATUS_SAVE_SECONDS = 0.5
+"""Statuses are stored this often, the latest of each factory: a factory sending many a
+second costs Redis two writes a second. (Observers hear every status live; the stored
+one only seeds replicas that start, or re-seed, later.)"""
+STATUS_SAVE_BATCH = 500
 SWEEP_BATCH = 1000
 """Due factories settled per sweep, at most (the rest on the next sweep)."""
 STALE_REPLICAS_BATCH = 10
@@ -115,6 +120,7 @@ class Presence:
             asyncio.create_task(self._write_forever(), name="presence-writer"),
             asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat"),
             asyncio.create_task(self._sweep_forever(), name="presence-sweeper"),
+            asyncio.create_task(self._save_statuses_forever(), name="presence-statuses"),
         ]
 
     async def stop(self) -> None:
@@ -129,6 +135,7 @@ class Presence:
         try:
             async with asyncio.timeout(2 * self._timeout):
                 await self._write_pending()
+                await self._save_statuses()
                 if not self._sessions and self._heartbeat_ms:
                     await self._store.forget_replica(self.replica_id, self._heartbeat_ms)
         except (*STORE_ERRORS, TimeoutError) as error:
@@ -163,7 +170,6 @@ class Presence:
     def status_sent(self, username: str, status: bytes, ts_ms: int) -> None:
         """A status this replica published: kept as the factory's latest (coalesced)."""
         self._statuses[username_key(username)] = (username, status, ts_ms)
-        self._wake.set()
 
     def heard_presence(self, username: str, online: bool, since: int) -> None:
         self.mirror.presence(username, online, since)
@@ -197,8 +203,8 @@ class Presence:
             self._wake.set()
 
     async def _write_pending(self) -> None:
-        """Tell the store of each factory marked (`WRITE_CONCURRENCY` at a time), then the
-        latest statuses; whatever fails stays marked (the caller retries)."""
+        """Tell the store of each factory marked (`WRITE_CONCURRENCY` at a time); whatever
+        fails stays marked (the caller retries)."""
         while self._dirty:
             batch = list(islice(self._dirty.items(), WRITE_CONCURRENCY))
             for key, _ in batch:
@@ -221,13 +227,25 @@ class Presence:
                     self._release(key)  # a session never waits out an outage
             if failure is not None:
                 raise failure
+
+    async def _save_statuses_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_SAVE_SECONDS)
+            await self._try(self._save_statuses, "presence_status_write_failed")
+
+    async def _save_statuses(self) -> None:
+        """Store the statuses sent through this replica since the last save, the latest of
+        each factory only, `STATUS_SAVE_BATCH` per round trip; what fails is kept (unless
+        a newer one came meanwhile) for the next save."""
         while self._statuses:
-            key, (username, status, ts_ms) = next(iter(self._statuses.items()))
-            del self._statuses[key]
+            batch = list(islice(self._statuses.items(), STATUS_SAVE_BATCH))
+            for key, _ in batch:
+                del self._statuses[key]
             try:
-                await self._store.save_status(username, status, ts_ms)
+                await self._store.save_statuses([status for _, status in batch])
             except BaseException:
-                self._statuses.setdefault(key, (username, status, ts_ms))
+                for key, status in batch:
+                    self._statuses.setdefault(key, status)
                 raise
 
     def _release(self, key: str) -> None:

@@ -139,8 +139,8 @@ async def test_a_second_leave_keeps_the_grace_already_running(harness: Harness) 
 async def test_the_latest_status_is_kept_and_loaded(harness: Harness) -> None:
     store = harness.store
     await store.join("a", "press-7", 1, NOW, b"online")
-    await store.save_status("press-7", b'{"payload":2}', NOW + 2)
-    await store.save_status("press-7", b'{"payload":1}', NOW + 1)  # older, arrived later
+    await store.save_statuses([("press-7", b'{"payload":2}', NOW + 2)])
+    await store.save_statuses([("press-7", b'{"payload":1}', NOW + 1)])  # older, arrived later
     [stored] = await store.load(0)
     assert (stored.status, stored.status_ts) == (b'{"payload":2}', NOW + 2)
 
