@@ -284,8 +284,9 @@ class Presence:
         now = now_ms()
         unknown = await self._store.heartbeat(self.replica_id, now)
         self._heartbeat_ms = now
-        if unknown:
+        if unknown:  # new, taken for dead, or Redis lost its data: the others' too
             self._rewrite_all()
+            self._needs_seed = True
 
     # -- the sweeper ----------------------------------------------------------------------
 
