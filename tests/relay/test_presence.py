@@ -53,8 +53,8 @@ async def next_presence(client: Client, username: str, within: float) -> dict[st
     try:
         async with asyncio.timeout(within):
             while True:
-                frame = await client.recv(within)
-                if frame.get("t") == "PRESENCE_UPDATE" and frame["d"]["username"] == username:
+                frame = await client.recv_presence(within)
+                if frame["d"]["username"] == username:
                     data: dict[str, Any] = frame["d"]
                     return data
     except TimeoutError:
@@ -66,10 +66,8 @@ async def no_presence(client: Client, username: str, seconds: float) -> None:
     try:
         async with asyncio.timeout(seconds):
             while True:
-                frame = await client.recv(seconds + 1)
-                assert not (
-                    frame.get("t") == "PRESENCE_UPDATE" and frame["d"]["username"] == username
-                ), f"announced: {frame}"
+                frame = await client.recv_presence(seconds + 1)
+                assert frame["d"]["username"] != username, f"announced: {frame}"
     except TimeoutError:
         return
 
