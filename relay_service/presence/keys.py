@@ -17,18 +17,13 @@ The bookkeeping that spans factories lives under the `{presence}` tag:
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
+from relay_service.channels import shard_of
 from shared.identity import username_key
 
-SHARDS = 16
 ONLINE_SCORE = 2**53 - 1
 """A factory's score in the index while online: above any time, so never trimmed."""
-
-
-def shard(username: str) -> int:
-    return zlib.crc32(username_key(username).encode()) % SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +31,7 @@ class PresenceKeys:
     prefix: str
 
     def factory(self, username: str) -> str:
-        return f"{self.prefix}:relay:{{obs:{shard(username)}}}:presence:{username_key(username)}"
+        return f"{self.prefix}:relay:{{obs:{shard_of(username)}}}:presence:{username_key(username)}"
 
     @property
     def index(self) -> str:
