@@ -13,10 +13,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 import pytest
 
 from shared.identity import UserType
 from shared.protocol import CloseCode
+from tests.docs.test_asyncapi import MESSAGES, payload_schema
 from tests.redis_server import RedisServer
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import Client, Connector, Frame, RelayProcess, Relays, wait_for_status
@@ -112,6 +114,7 @@ async def test_ready_lists_a_factory_online_with_its_latest_status_exactly_as_de
     assert entry["online"] is True
     assert entry["status"] == delivered
     assert delivered["id"] == "st-2"
+    jsonschema.validate(viewer.ready, payload_schema(MESSAGES["ready"]))  # as documented
 
 
 async def test_ready_for_a_factory_carries_no_snapshot(relays: Relays, connect: Connector) -> None:
