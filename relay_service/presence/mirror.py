@@ -67,7 +67,7 @@ class Mirror:
         those with a session on this replica (`local`, username keys), which it writes
         again itself. The store may not know them yet (Redis was emptied or replaced,
         and their replicas are writing them again) or any more (their replica died
-        meanwhile): `went_offline` settles those still missing a while later."""
+        meanwhile): `went_offline` settles those still missing a TTL later."""
         changed = []
         known = set()
         for record in stored:
@@ -85,7 +85,7 @@ class Mirror:
         return changed, missing
 
     def went_offline(self, key: str, since: int) -> Entry | None:
-        """A factory missing from the store twice in a row is offline since `since`."""
+        """A factory missing from the store for a TTL is offline since `since`."""
         entry = self._entries.get(key)
         if entry is None or not entry.online or since < entry.since:
             return None

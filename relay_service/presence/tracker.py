@@ -97,8 +97,9 @@ class Presence:
         self._written: dict[str, asyncio.Future[None]] = {}
         """Joins waiting for the store to have their factory: key → resolved once written."""
         self._needs_seed = True
-        self._missing: set[str] = set()
-        """Factories the mirror has online that the store did not know at the last seed."""
+        self._missing: dict[str, float] = {}
+        """Factories the mirror has online that the store did not know at the last seed:
+        key → when (monotonic) it was first missed."""
         self._check_missing_at = 0.0
         self._heartbeat_ms = 0
         self._warned_at: dict[str, float] = {}
@@ -330,14 +331,16 @@ class Presence:
             self._needs_seed = True
             raise
         changed, missing = self.mirror.merge(stored, self._sessions.keys())
-        for key in missing & self._missing:
+        # Every live replica writes its factories again within a heartbeat of finding the
+        # store without it: one still missing a TTL after it was first missed has nobody.
+        ttl, clock = self._ttl_ms / 1000, time.monotonic()
+        self._missing = {key: self._missing.get(key, clock) for key in missing}
+        for key in [key for key, since in self._missing.items() if clock - since >= ttl]:
+            del self._missing[key]
             entry = self.mirror.went_offline(key, now)
             if entry is not None:
                 changed.append(entry)
-        self._missing = missing - self._missing
-        # Every live replica writes its factories again within a heartbeat of finding
-        # the store without it: those still missing after a TTL have nobody.
-        self._check_missing_at = time.monotonic() + self._ttl_ms / 1000 if self._missing else 0.0
+        self._check_missing_at = min(self._missing.values(), default=-ttl) + ttl
         for entry in changed:
             self._notify(entry.username, entry.online, entry.since)
         log.info("presence_seeded", factories=len(self.mirror), missing=len(self._missing))

@@ -25,6 +25,7 @@ from tests.relay.harness import Client, Connector, Frame, RelayProcess, Relays, 
 
 GRACE_MS = 600
 TTL_SECONDS = 1
+REWRITE_TTL_SECONDS = 3
 SWEEP_SECONDS = 0.15
 """How often every replica sweeps with this grace (a quarter of it)."""
 PRESENCE = {
@@ -139,9 +140,11 @@ def presence_pair(
     return start_pair(start_relay, redis_url, redis_prefix)
 
 
-def start_pair(start_relay: StartRelay, redis_url: str, redis_prefix: str) -> Pair:
+def start_pair(
+    start_relay: StartRelay, redis_url: str, redis_prefix: str, settings: dict[str, str] = PRESENCE
+) -> Pair:
     a, b = (
-        start_relay(PRESENCE, redis_url=redis_url, redis_prefix=redis_prefix, wait=False)
+        start_relay(settings, redis_url=redis_url, redis_prefix=redis_prefix, wait=False)
         for _ in "ab"
     )
     a.wait_ready()
@@ -239,7 +242,10 @@ async def test_presence_and_statuses_are_written_again_when_redis_loses_its_data
     connect: Connector,
     lose_data: Callable[[RedisServer], None],
 ) -> None:
-    a, b = start_pair(start_relay, private_redis.url, "presence")
+    # A longer TTL: a replica re-reading Redis before the others wrote their factories again
+    # waits a TTL before it takes one still missing for offline.
+    settings = {**PRESENCE, "PRESENCE_TTL_SECONDS": str(REWRITE_TTL_SECONDS)}
+    a, b = start_pair(start_relay, private_redis.url, "presence", settings)
     operator = await connect(b, UserType.OPERATOR)
     name = factory_name()
     factory = await connect(a, UserType.FACTORY, username=name)
@@ -250,12 +256,30 @@ async def test_presence_and_statuses_are_written_again_when_redis_loses_its_data
     lose_data(private_redis)
 
     # Replica A finds Redis without it (its next heartbeat) and writes its factory again.
-    rewritten = await next_presence(operator, name, within=TTL_SECONDS + 5)
-    assert rewritten["online"] is True
+    rewritten = await next_presence(operator, name, within=REWRITE_TTL_SECONDS + 3)
+    assert rewritten["online"] is True, rewritten
     await wait_for_status(b, "/readyz", 200)
     # A replica started now seeds its snapshot from what Redis has.
-    late = start_relay(PRESENCE, redis_url=private_redis.url, redis_prefix="presence")
+    late = start_relay(settings, redis_url=private_redis.url, redis_prefix="presence")
     viewer = await connect(late, UserType.VIEWER)
     entry = factory_entry(viewer.ready, name)
     assert entry is not None
     assert (entry["online"], entry["status"]) == (True, status)
+
+
+async def test_a_factory_whose_replica_died_as_redis_lost_its_data_still_goes_offline(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    a, b = start_pair(start_relay, private_redis.url, "presence")
+    operator = await connect(b, UserType.OPERATOR)
+    name = factory_name()
+    await connect(a, UserType.FACTORY, username=name)
+    await next_presence(operator, name, within=3)
+
+    a.kill()  # nobody will write its factory again, and nothing of it is left in Redis:
+    _flush(private_redis)
+
+    # B re-reads Redis (its own heartbeat finds it emptied), misses the factory, and a TTL
+    # later, still missing it, takes it for offline.
+    offline = await next_presence(operator, name, within=3 * TTL_SECONDS + MARGIN_SECONDS)
+    assert offline["online"] is False
