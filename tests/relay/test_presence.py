@@ -34,7 +34,7 @@ PRESENCE = {
     "REDIS_TIMEOUT_SECONDS": "0.5",
     "BROKER_RECONNECT_MAX_SECONDS": "0.5",
 }
-MARGIN_SECONDS = 1.5
+MARGIN_SECONDS = 3.0
 """Process scheduling on a busy test machine, on top of what the protocol allows."""
 QUIET_SECONDS = GRACE_MS / 1000 + 4 * SWEEP_SECONDS + 0.2
 """Long enough for a grace, and the sweeps after it, to have announced what they would."""
