@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from shared.identity import UserType
-from shared.protocol import CloseCode
+from shared.protocol import CloseCode, Op
 from tests.docs.test_asyncapi import MESSAGES, payload_schema
 from tests.redis_server import RedisServer
 from tests.relay.conftest import StartRelay
@@ -26,6 +26,8 @@ from tests.relay.harness import Client, Connector, Frame, RelayProcess, Relays, 
 GRACE_MS = 600
 TTL_SECONDS = 1
 REWRITE_TTL_SECONDS = 3
+RETRY_MAX_SECONDS = 5.0
+"""The longest a replica waits before writing again what it could not write."""
 SWEEP_SECONDS = 0.15
 """How often every replica sweeps with this grace (a quarter of it)."""
 PRESENCE = {
@@ -283,3 +285,23 @@ async def test_a_factory_whose_replica_died_as_redis_lost_its_data_still_goes_of
     # later, still missing it, takes it for offline.
     offline = await next_presence(operator, name, within=3 * TTL_SECONDS + MARGIN_SECONDS)
     assert offline["online"] is False
+
+
+async def test_a_factory_closing_while_redis_hangs_goes_offline_once_redis_answers(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    a, b = start_pair(start_relay, private_redis.url, "presence")
+    operator = await connect(b, UserType.OPERATOR)
+    name = factory_name()
+    factory = await connect(a, UserType.FACTORY, username=name)
+    await next_presence(operator, name, within=3)
+
+    private_redis.pause()
+    await factory.close()  # its replica cannot write it: kept, and retried
+    await wait_for_status(a, "/readyz", 503)
+    private_redis.resume()
+
+    offline = await next_presence(operator, name, within=RETRY_MAX_SECONDS + MARGIN_SECONDS)
+    assert offline["online"] is False
+    await operator.send({"op": Op.HEARTBEAT, "d": None})  # the session lived through it
+    assert await operator.recv() == {"op": Op.HEARTBEAT_ACK, "d": None}
