@@ -22,7 +22,7 @@ from shared.protocol import Op
 
 PRESENCE_UPDATE = "PRESENCE_UPDATE"
 _PRESENCE_BODY = b'"t":"PRESENCE_UPDATE",'
-_STATUS_D = len(b'"d":')
+_STATUS_HEAD = b'"d":'
 """A status's body is `"d":{…}}`: its `d` is the body without this head and the last `}`."""
 
 
@@ -71,7 +71,10 @@ def announcement(username: str, online: bool, since: int) -> bytes:
 
 def status_data(dispatch: Dispatch) -> bytes | None:
     """A status's `d` exactly as delivered (raw JSON), or None if it is not a status."""
-    return dispatch.body[_STATUS_D:-1] if dispatch.op == Op.STATUS else None
+    body = dispatch.body
+    if dispatch.op != Op.STATUS or not body.startswith(_STATUS_HEAD):
+        return None
+    return body[len(_STATUS_HEAD) : -1]
 
 
 def heard(presence: Presence, dispatch: Dispatch) -> None:
