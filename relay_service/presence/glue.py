@@ -21,6 +21,9 @@ from shared.clock import now_ms
 from shared.protocol import Op
 
 PRESENCE_UPDATE = "PRESENCE_UPDATE"
+SNAPSHOT_SHARE = 2
+"""READY's statuses take at most this fraction (1/2) of `SEND_QUEUE_LIMIT_BYTES`: READY
+must fit a session's output bound, with room for what follows it."""
 _PRESENCE_BODY = b'"t":"PRESENCE_UPDATE",'
 _STATUS_HEAD = b'"d":'
 """A status's body is `"d":{…}}`: its `d` is the body without this head and the last `}`."""
@@ -57,6 +60,7 @@ def presence_for(
         ttl_seconds=settings.presence_ttl_seconds,
         retention_seconds=settings.presence_retention_seconds,
         timeout_seconds=settings.redis_timeout_seconds,
+        snapshot_status_bytes=settings.send_queue_limit_bytes // SNAPSHOT_SHARE,
         announce=announcement,
         notify=notify,
     )

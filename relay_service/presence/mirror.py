@@ -97,16 +97,31 @@ class Mirror:
         for key in [k for k, e in self._entries.items() if not e.online and e.since < before_ms]:
             del self._entries[key]
 
-    def snapshot(self, after_ms: int) -> list[dict[str, Any]]:
+    def snapshot(self, after_ms: int, status_bytes: int) -> tuple[list[dict[str, Any]], int]:
         """READY's `factories`: online, or offline since `after_ms`, by username; each
-        status is the raw JSON as delivered (an `orjson.Fragment`, serialized as is)."""
-        return [
-            {
-                "username": entry.username,
-                "online": entry.online,
-                "since": entry.since,
-                "status": None if entry.status is None else Fragment(entry.status),
-            }
-            for _, entry in sorted(self._entries.items())
-            if entry.online or entry.since >= after_ms
-        ]
+        status is the raw JSON as delivered (an `orjson.Fragment`, serialized as is).
+
+        The statuses in one snapshot total at most `status_bytes`, so READY fits the
+        session's output bound; past it a factory's `status` is null (its next status
+        arrives live). Returns the list and how many statuses were left out."""
+        listed: list[dict[str, Any]] = []
+        budget, left_out = status_bytes, 0
+        for _, entry in sorted(self._entries.items()):
+            if not entry.online and entry.since < after_ms:
+                continue
+            status: Fragment | None = None
+            if entry.status is not None:
+                if len(entry.status) <= budget:
+                    budget -= len(entry.status)
+                    status = Fragment(entry.status)
+                else:
+                    left_out += 1
+            listed.append(
+                {
+                    "username": entry.username,
+                    "online": entry.online,
+                    "since": entry.since,
+                    "status": status,
+                }
+            )
+        return listed, left_out

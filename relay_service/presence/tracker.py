@@ -75,6 +75,7 @@ class Presence:
         ttl_seconds: int,
         retention_seconds: int,
         timeout_seconds: float,
+        snapshot_status_bytes: int,
         announce: Announce,
         notify: Notify,
     ) -> None:
@@ -85,6 +86,7 @@ class Presence:
         self._ttl_ms = ttl_seconds * 1000
         self._retention_ms = retention_seconds * 1000
         self._timeout = timeout_seconds
+        self._snapshot_status_bytes = snapshot_status_bytes
         self._announce = announce
         self._notify = notify
         self._sessions: dict[str, tuple[str, int]] = {}
@@ -183,7 +185,12 @@ class Presence:
         self._needs_seed = True
 
     def snapshot(self) -> list[dict[str, Any]]:
-        return self.mirror.snapshot(now_ms() - self._retention_ms)
+        listed, left_out = self.mirror.snapshot(
+            now_ms() - self._retention_ms, self._snapshot_status_bytes
+        )
+        if left_out:
+            self._warn("presence_snapshot_statuses_left_out", left_out=left_out)
+        return listed
 
     def _mark(self, key: str, username: str) -> None:
         self._dirty[key] = username
@@ -355,9 +362,13 @@ class Presence:
         try:
             await step()
         except STORE_ERRORS as error:
-            now = time.monotonic()
-            if now - self._warned_at.get(event, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
-                self._warned_at[event] = now
-                log.warning(event, error=str(error) or repr(error))
+            self._warn(event, error=str(error) or repr(error))
             return False
         return True
+
+    def _warn(self, event: str, **fields: object) -> None:
+        """Log a warning, at most one per kind every `WARN_EVERY_SECONDS`."""
+        now = time.monotonic()
+        if now - self._warned_at.get(event, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
+            self._warned_at[event] = now
+            log.warning(event, **fields)

@@ -14,7 +14,7 @@ def test_the_latest_since_wins_whatever_the_order() -> None:
     mirror = Mirror()
     assert mirror.presence("press-7", False, T + 10)
     assert not mirror.presence("press-7", True, T)  # older, arrived later
-    assert mirror.snapshot(0) == [
+    assert mirror.snapshot(0, 1000)[0] == [
         {"username": "press-7", "online": False, "since": T + 10, "status": None}
     ]
 
@@ -24,7 +24,7 @@ def test_the_snapshot_lists_online_factories_and_those_offline_within_the_retent
     mirror.presence("old", False, T - 100)
     mirror.presence("recent", False, T + 100)
     mirror.presence("online", True, T - 100)
-    assert [entry["username"] for entry in mirror.snapshot(T)] == ["online", "recent"]
+    assert [entry["username"] for entry in mirror.snapshot(T, 1000)[0]] == ["online", "recent"]
     mirror.prune(T)
     assert mirror.get("old") is None
 
@@ -42,7 +42,7 @@ def test_the_latest_status_is_kept_as_raw_json() -> None:
 def test_a_status_heard_before_its_factorys_announcement_shows_it_online() -> None:
     mirror = Mirror()
     mirror.status("press-7", b"{}", T)
-    assert mirror.snapshot(0)[0]["online"] is True
+    assert mirror.snapshot(0, 1000)[0][0]["online"] is True
 
 
 def test_a_reseed_returns_what_changed_meanwhile() -> None:
@@ -69,3 +69,12 @@ def test_a_factory_the_store_lost_is_missing_unless_it_is_local() -> None:
     entry = mirror.went_offline("elsewhere", T + 30_000)
     assert entry is not None
     assert (entry.online, entry.since) == (False, T + 30_000)
+
+
+def test_the_snapshots_statuses_stay_within_their_byte_budget() -> None:
+    mirror = Mirror()
+    for name in ("a", "b", "c"):
+        mirror.status(name, b'{"payload":"' + b"x" * 80 + b'"}', T)
+    listed, left_out = mirror.snapshot(0, 200)
+    assert [entry["status"] is not None for entry in listed] == [True, True, False]
+    assert left_out == 1
