@@ -156,6 +156,8 @@ class Presence:
         if count:
             return
         self._mark(key, username)
+        if not self._tasks:
+            return  # not running (before start, after stop): no writer to wait for
         written = self._written.setdefault(key, asyncio.get_running_loop().create_future())
         with suppress(TimeoutError):
             async with asyncio.timeout(self._timeout):
