@@ -1,26 +1,31 @@
-"""Redis memory per factory for presence and last status (`MEMORY USAGE`, real Redis).
+"""Presence in Redis: memory per factory (`MEMORY USAGE`) and a reconnect storm's writes.
 
 Writes `FACTORIES` factories through the relay's own store (`RedisStore`: the scripts a
 replica runs), online with a status, under a prefix of its own on `REDIS_URL` (default
 the local Redis), measures every key it made, and deletes them. Per factory: its hash
 plus its share of the index and of its replica's set; figures for a typical status and
-for the largest one a factory can send.
+for the largest one a factory can send. Then `STORM` factories' first sessions joining one
+replica at once (as after another replica's 1012 drain), through the tracker: how long
+until every one is written (each join waits for its write before READY), and the
+replica's CPU per join.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
 import orjson
 from redis.asyncio import Redis
 
-from relay_service.presence import RedisStore
+from relay_service.presence import Presence, RedisStore
 from relay_service.presence.keys import PresenceKeys
 
 FACTORIES = 1000
+STORM = 2000
 REPLICA = "0123456789abcdef"
 TYPICAL_PAYLOAD = {"state": "running", "spindle_rpm": 1198, "temperature_c": 24.9}
 LARGEST_PAYLOAD_BYTES = 65_536 - 100
@@ -64,6 +69,41 @@ async def _bytes_per_factory(client: Redis, payload: object, online: bool) -> fl
             await client.delete(*made)
 
 
+async def _storm(client: Redis) -> str:
+    prefix = f"bench-presence-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(
+        client,
+        PresenceKeys(prefix),
+        channel_of=lambda _: f"{prefix}:relay:bench",
+        timeout_seconds=5,
+        retention_seconds=604_800,
+    )
+    presence = Presence(
+        store,
+        grace_ms=5000,
+        ttl_seconds=30,
+        retention_seconds=604_800,
+        timeout_seconds=5,
+        snapshot_status_bytes=1 << 20,
+        announce=lambda username, online, since: b"-",
+        notify=lambda username, online, since: None,
+    )
+    await presence.start()
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(presence.factory_joined(f"press-{n:05d}") for n in range(STORM)))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        await presence.stop()
+        made = [key async for key in client.scan_iter(f"{prefix}:*", count=1000)]
+        if made:
+            await client.delete(*made)
+    return (
+        f"  {STORM:,} factories' first sessions at once: all written in {elapsed:.2f} s, "
+        f"{cpu / STORM * 1e6:,.0f} µs of the replica's CPU each"
+    )
+
+
 async def _measure() -> list[str]:
     client = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     try:
@@ -78,6 +118,7 @@ async def _measure() -> list[str]:
         ):
             per_factory = await _bytes_per_factory(client, payload, online)
             lines.append(f"  {label}: {per_factory:,.0f} bytes per factory")
+        lines.append(await _storm(client))
         return lines
     finally:
         await client.aclose()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from relay_service.presence.keys import ONLINE_SCORE, PresenceKeys, sessions_field
 from relay_service.presence.store import Stored
@@ -116,25 +117,34 @@ class RedisStore:
     async def join(
         self, replica: str, username: str, sessions: int, now_ms: int, announcement: bytes
     ) -> bool:
-        keys = self._keys
+        """One round trip (the first session of every factory of a drained replica comes
+        at once): the replica's set first, so a replica that dies after this is cleaned
+        up after, then the factory's script. Retried whole if Redis forgot the script."""
+        args = (
+            sessions_field(replica),
+            sessions,
+            now_ms,
+            username,
+            self._publish,
+            self._channel_of(username),
+            announcement,
+        )
         async with asyncio.timeout(self._timeout):
-            # The replica's set first: a replica that dies after this is cleaned up after.
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.sadd(keys.replica(replica), username)
-                pipe.zadd(keys.index, {username: ONLINE_SCORE})
-                await pipe.execute()
-            went_online = await self._join(
-                keys=[keys.factory(username)],
-                args=[
-                    sessions_field(replica),
-                    sessions,
-                    now_ms,
-                    username,
-                    self._publish,
-                    self._channel_of(username),
-                    announcement,
-                ],
-            )
+            try:
+                return await self._join_once(replica, username, args)
+            except NoScriptError:  # a restarted or emptied Redis forgot the script
+                await self._client.script_load(JOIN)
+                return await self._join_once(replica, username, args)
+
+    async def _join_once(
+        self, replica: str, username: str, args: tuple[str | int | bytes, ...]
+    ) -> bool:
+        keys = self._keys
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.sadd(keys.replica(replica), username)
+            pipe.zadd(keys.index, {username: ONLINE_SCORE})
+            pipe.evalsha(self._join.sha, 1, keys.factory(username), *args)
+            *_, went_online = await pipe.execute()
         return bool(went_online)
 
     async def leave(self, replica: str, username: str, due_ms: int) -> int:

@@ -117,8 +117,10 @@ class Presence:
         return self._ttl_ms / 3000
 
     async def start(self) -> None:
-        """Seed the mirror (retried by the sweeper if the store cannot answer), then run."""
+        """Seed the mirror (retried by the sweeper if the store cannot answer), heartbeat,
+        then run."""
         await self._try(self._seed, "presence_seed_failed")
+        await self._try(self._heartbeat, "presence_heartbeat_failed")  # before any session
         self._tasks = [
             asyncio.create_task(self._write_forever(), name="presence-writer"),
             asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat"),
@@ -287,8 +289,8 @@ class Presence:
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await self._try(self._heartbeat, "presence_heartbeat_failed")
             await asyncio.sleep(self.heartbeat_seconds)
+            await self._try(self._heartbeat, "presence_heartbeat_failed")
 
     async def _heartbeat(self) -> None:
         now = now_ms()
