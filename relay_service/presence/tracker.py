@@ -1,9 +1,11 @@
 """Presence (which factories are online, and their latest status): the rules, once.
 
 This replica counts its own identified sessions per factory. A factory's first session
-here, or its last one closing, marks it for the writer task, which tells the store (never
-the session's own task: a Redis outage must not hold a session up, and a blip shorter
-than a write costs nothing). The store decides atomically, across replicas:
+here, or its last one closing, marks it for the writer task, which tells the store; a
+write that fails stays marked and is retried, so a Redis outage never fails a session.
+A first session waits for its write before READY, at most the Redis timeout, so
+observers hear the factory online before anything it sends. The store decides
+atomically, across replicas:
 
 - online: the first session anywhere makes it online since now (one PRESENCE_UPDATE);
 - grace: the last session anywhere closing starts the grace (`PRESENCE_GRACE_MS`); any
