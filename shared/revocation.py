@@ -32,8 +32,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import orjson
-from redis.asyncio import Redis
 
+from shared.redis_connect import RedisClient
 from shared.tokens import TokenClaims
 
 WAKE_MARGIN_SECONDS = 0.005
@@ -98,7 +98,7 @@ class RevocationEvent:
 class RedisRevocations:
     """Writes (auth service) and reads (relay) the revocation keys and channel."""
 
-    def __init__(self, redis: Redis, *, prefix: str, token_ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, token_ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._channel = revocation_channel(prefix)
@@ -178,7 +178,7 @@ class TokenRevocation:
 class RevocationCopy:
     """The auth service's side of the relays' copy: restoring it and noticing its loss."""
 
-    def __init__(self, redis: Redis, *, prefix: str, marker_ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, marker_ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._channel = revocation_channel(prefix)

@@ -17,11 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from relay_service import metrics
 from relay_service.broker.base import DropCallback
 from shared.logging import get_logger
+from shared.redis_connect import RedisClient
 
 log = get_logger(__name__)
 
@@ -41,7 +40,7 @@ Queued = tuple[float, str, bytes, DropCallback | None]
 class Publisher:
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         is_up: Callable[[], bool],
         timeout_seconds: float,

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -32,6 +31,7 @@ from relay_service import metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.broker.publisher import Publisher, describe
 from shared.logging import get_logger
+from shared.redis_connect import RedisClient
 
 log = get_logger(__name__)
 
@@ -48,7 +48,7 @@ class UnresponsiveError(Exception):
 class RedisBroker(Broker):
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         on_message: MessageHandler,
         *,
         reconnect_max_seconds: float,

@@ -27,6 +27,7 @@ from relay_service.config import RelaySettings
 from relay_service.relay import redis_client
 from shared.identity import UserType
 from shared.protocol import CloseCode, Op
+from shared.redis_connect import RedisClient
 from tests.redis_server import RedisServer
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import (
@@ -290,7 +291,7 @@ class Heard:
 @pytest.fixture
 async def make_broker() -> AsyncIterator[Callable[..., Broker]]:
     """A Redis broker in this process, built as the relay builds it, on given settings."""
-    made: list[tuple[Broker, Redis]] = []
+    made: list[tuple[Broker, RedisClient]] = []
 
     def make(redis_url: str, on_message: Heard, **settings: object) -> Broker:
         relay_settings = RelaySettings(

@@ -1,0 +1,215 @@
+"""Redis Sentinel: the master is killed (SIGKILL) mid-traffic and everything follows the failover.
+
+A master, a replica and three sentinels (`tests.redis_topologies`), the auth service and
+two relays on `REDIS_URL=redis+sentinel://…`, an operator on relay A commanding a factory
+on relay B, which sends statuses back, every 20 ms. The failover is run once for the
+module and measured; each test asserts one thing about it. The sentinels call a master
+down after 1 s, so the whole run takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from shared.protocol import CloseCode
+from tests.auth.stack import ADMIN, JWT_SECRET, PASSWORD, AuthClient, bearer, identify
+from tests.failover.traffic import Flow, Peer, in_order_without_repeats
+from tests.processes import AuthProcess, RelayProcess
+from tests.redis_topologies import DOWN_AFTER_MS, SentinelGroup, sentinel_group
+
+PREFIX = "sentinel"
+REDIS_TIMEOUT_SECONDS = 0.5
+RELAY_SETTINGS = {
+    "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT_SECONDS),
+    "BROKER_RECONNECT_MAX_SECONDS": "0.5",
+}
+AUTH_SETTINGS = {
+    "REDIS_TIMEOUT_SECONDS": "1",
+    "REVOCATION_SYNC_INTERVAL_SECONDS": "0.5",
+    "FORWARDED_ALLOW_IPS": "127.0.0.1",
+}
+TRAFFIC_BEFORE_SECONDS = 1.0
+TRAFFIC_AFTER_SECONDS = 1.0
+FAILOVER_BOUND_SECONDS = 15.0
+"""Sentinel's own part (down after 1 s, agreement, election, promotion) takes 2 to 4 s
+here; the rest is the relays' reconnect backoff (at most 0.5 s) on a shared machine."""
+LOGIN_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Failover:
+    """What the module's one failover did, as the clients saw it."""
+
+    commands_back_after: float | None
+    logins_back_after: float | None
+    new_master_port: int
+    old_master_port: int
+    commands_sent: int
+    commands_received: list[int]
+    statuses_sent: int
+    statuses_received: list[int]
+    commands_reported_failed: int
+    sessions_open_after: bool
+    close_codes: list[int | None]
+    revoked_after: list[int | None]
+    fresh_identify_after: list[int | None]
+
+
+@pytest.fixture(scope="module")
+def failover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Failover]:
+    workdir = tmp_path_factory.mktemp("sentinel")
+    for group in sentinel_group(workdir / "redis"):
+        url = group.url()
+        auth = AuthProcess(
+            workdir / "auth",
+            jwt_secret=JWT_SECRET,
+            admin=ADMIN,
+            settings={"REDIS_URL": url, "REDIS_PREFIX": PREFIX, **AUTH_SETTINGS},
+        )
+        relays = [
+            RelayProcess(
+                workdir / name,
+                jwt_secret=JWT_SECRET,
+                name=name,
+                redis_url=url,
+                redis_prefix=PREFIX,
+                settings=RELAY_SETTINGS,
+            )
+            for name in ("relay-a", "relay-b")
+        ]
+        try:
+            for process in (auth, *relays):
+                process.start(wait=False)
+            for process in (auth, *relays):
+                process.wait_ready()
+            yield asyncio.run(_fail_over(group, auth, relays[0], relays[1]))
+        finally:
+            for process in (auth, *relays):
+                process.kill()
+
+
+async def _create_user(client: AuthClient, admin: str, user_type: str) -> tuple[str, str, str]:
+    """A new user of `user_type`: its id, name and a token of its own."""
+    name = f"{user_type}-{uuid.uuid4().hex[:8]}"
+    async with client.http() as http:
+        response = await http.post(
+            "/users",
+            json={"username": name, "password": PASSWORD, "type": user_type},
+            headers=bearer(admin),
+        )
+    assert response.status_code == 201, response.text
+    return response.json()["id"], name, await client.token(name, PASSWORD)
+
+
+async def _fail_over(
+    group: SentinelGroup, auth: AuthProcess, relay_a: RelayProcess, relay_b: RelayProcess
+) -> Failover:
+    client = AuthClient(auth)
+    admin = await client.token(*ADMIN)
+    _, operator_name, operator_token = await _create_user(client, admin, "operator")
+    _, factory_name, factory_token = await _create_user(client, admin, "factory")
+    revoked_id, _, revoked_token = await _create_user(client, admin, "viewer")
+    assert await client.revoke("logout", admin, revoked_id, revoked_token) == 204
+
+    operator = await Peer.open(relay_a.ws_url, operator_token, operator_name)
+    factory = await Peer.open(relay_b.ws_url, factory_token, factory_name)
+    flow = Flow(operator, factory)
+    try:
+        flow.start()
+        await asyncio.sleep(TRAFFIC_BEFORE_SECONDS)
+
+        old_master = group.master.port
+        group.master.kill()
+        killed_at = time.monotonic()
+        first_after = len(flow.commands_sent)  # the next one is sent after the kill
+        logins = asyncio.create_task(_logins_back(client, killed_at))
+        commands_at = await flow.wait_for_command(first_after, FAILOVER_BOUND_SECONDS)
+        logins_at = await logins
+        await asyncio.sleep(TRAFFIC_AFTER_SECONDS)
+        await flow.stop()
+        sessions_open = operator.open_still and factory.open_still
+    finally:
+        await flow.stop()
+        await operator.close()
+        await factory.close()
+
+    revoked_after = [await identify(relay, revoked_token) for relay in (relay_a, relay_b)]
+    fresh = await client.token(operator_name, PASSWORD)
+    fresh_after = [await identify(relay, fresh) for relay in (relay_a, relay_b)]
+    return Failover(
+        commands_back_after=None if commands_at is None else commands_at - killed_at,
+        logins_back_after=None if logins_at is None else logins_at - killed_at,
+        new_master_port=group.master_port(),
+        old_master_port=old_master,
+        commands_sent=len(flow.commands_sent),
+        commands_received=[seq for _, seq in flow.commands_received()],
+        statuses_sent=len(flow.statuses_sent),
+        statuses_received=[seq for _, seq in flow.statuses_received()],
+        commands_reported_failed=len(operator.delivery_failures()),
+        sessions_open_after=sessions_open,
+        close_codes=[operator.close_code, factory.close_code],
+        revoked_after=revoked_after,
+        fresh_identify_after=fresh_after,
+    )
+
+
+async def _logins_back(client: AuthClient, since: float) -> float | None:
+    """When a login first succeeded again after `since` (None: not within the bound)."""
+    while time.monotonic() - since < FAILOVER_BOUND_SECONDS:
+        response = await client.login(*ADMIN)
+        if response.status_code == 200:
+            return time.monotonic()
+        assert response.status_code == 503, response.text  # never a wrong answer
+        await asyncio.sleep(LOGIN_POLL_SECONDS)
+    return None
+
+
+def test_the_sentinels_promoted_the_replica(failover: Failover) -> None:
+    assert failover.new_master_port != failover.old_master_port
+
+
+def test_commands_flow_again_within_the_failover_time(failover: Failover) -> None:
+    assert failover.commands_back_after is not None, "no command crossed after the failover"
+    assert DOWN_AFTER_MS / 1000 < failover.commands_back_after < FAILOVER_BOUND_SECONDS
+    print(f"commands flowed again {failover.commands_back_after:.2f} s after the SIGKILL")
+
+
+def test_no_command_or_status_is_delivered_twice_or_out_of_order(failover: Failover) -> None:
+    assert in_order_without_repeats(failover.commands_received)
+    assert in_order_without_repeats(failover.statuses_received)
+
+
+def test_lost_commands_are_counted_and_most_reported_to_the_sender(failover: Failover) -> None:
+    """Published to the dead master, or dropped while it was down: at most once."""
+    lost = failover.commands_sent - len(failover.commands_received)
+    lost_statuses = failover.statuses_sent - len(failover.statuses_received)
+    print(
+        f"commands: {failover.commands_sent} sent, {lost} lost, "
+        f"{failover.commands_reported_failed} reported DELIVERY_FAILED; "
+        f"statuses: {failover.statuses_sent} sent, {lost_statuses} lost"
+    )
+    assert lost > 0
+    assert failover.commands_reported_failed <= lost
+
+
+def test_no_session_is_closed_by_the_failover(failover: Failover) -> None:
+    assert failover.sessions_open_after, f"closed with {failover.close_codes}"
+
+
+def test_logins_are_back_within_the_failover_time(failover: Failover) -> None:
+    assert failover.logins_back_after is not None, "no login succeeded after the failover"
+    print(f"logins back {failover.logins_back_after:.2f} s after the SIGKILL")
+
+
+def test_a_revocation_made_before_the_failover_is_still_refused_after(failover: Failover) -> None:
+    assert failover.revoked_after == [CloseCode.AUTHENTICATION_FAILED] * 2
+
+
+def test_identify_works_on_both_relays_after_the_failover(failover: Failover) -> None:
+    assert failover.fresh_identify_after == [None, None]
