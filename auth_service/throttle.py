@@ -150,7 +150,7 @@ def _ms(seconds: int) -> int:
 
 
 class RedisCounterStore:
-    """Counters in Redis under `<prefix>:login:…`, shared by every replica."""
+    """Counters in Redis under `<prefix>:{login}:…`, shared by every replica."""
 
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._prefix = prefix
@@ -158,7 +158,8 @@ class RedisCounterStore:
         self._settle = redis.register_script(_SETTLE)
 
     def key(self, key: str) -> str:
-        return f"{self._prefix}:login:{key}"
+        """Every counter under one hash tag (`{login}`): a script touches one cluster slot."""
+        return f"{self._prefix}:{{login}}:{key}"
 
     async def take(self, counted: Sequence[Counter], checked: Sequence[Counter]) -> float | None:
         counters = (*counted, *checked)
