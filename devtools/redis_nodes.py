@@ -97,6 +97,10 @@ class RedisProcess:
         return self
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -209,6 +213,17 @@ class RedisClusterNodes:
                 if client.cluster("info").get("cluster_state") != "ok":
                     return False
         return True
+
+    def slot_owners(self) -> dict[int, RedisProcess]:
+        """Which node serves each of the 16384 slots now."""
+        by_port = {node.port: node for node in self.nodes}
+        with self.nodes[0].client() as client:
+            ranges = client.execute_command("CLUSTER", "SLOTS")
+        owners = {}
+        for first, last, master, *_ in ranges:
+            for slot in range(first, last + 1):
+                owners[slot] = by_port[int(master[1])]
+        return owners
 
     def kill_all(self) -> None:
         for node in self.nodes:
