@@ -16,10 +16,11 @@ and on a larger machine each node would do more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -55,6 +56,7 @@ class Node:
     channels: list[str]
     delivered_bytes: int = 0
     published: int = 0
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
 
     def behind(self, frame_bytes: int) -> int:
         return self.published * REPLICAS - self.delivered_bytes // frame_bytes
@@ -65,7 +67,7 @@ class Node:
         return float(times.user + times.system)
 
 
-async def _subscriber(node: Node, command: bytes, stop: asyncio.Event) -> None:
+async def _subscriber(node: Node, command: bytes, frame: int, stop: asyncio.Event) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", node.process.port)
     for channel in node.channels:  # one slot each: a sharded subscribe never spans slots
         writer.write(_resp(command, channel.encode()))
@@ -81,6 +83,8 @@ async def _subscriber(node: Node, command: bytes, stop: asyncio.Event) -> None:
         if not chunk:
             raise ConnectionError(f"node {node.process.port} dropped a subscriber (too slow?)")
         node.delivered_bytes += len(chunk)
+        if node.behind(frame) <= MAX_BEHIND:
+            node.caught_up.set()
     writer.close()
 
 
@@ -101,8 +105,10 @@ async def _publisher(node: Node, command: bytes, frame: int, stop: asyncio.Event
         await reader.readexactly(reply_bytes)
         in_flight -= 1
         node.published += PIPELINE
-        while node.behind(frame) > MAX_BEHIND and not stop.is_set():
-            await asyncio.sleep(0.001)
+        if node.behind(frame) > MAX_BEHIND:
+            node.caught_up.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(node.caught_up.wait(), 0.2)
     writer.close()
 
 
@@ -120,7 +126,7 @@ async def _measure(nodes: Sequence[Node], *, sharded: bool) -> list[str]:
     stop = asyncio.Event()
     frame = _frame_bytes(kind)
     subscribers = [
-        asyncio.create_task(_subscriber(node, subscribe, stop))
+        asyncio.create_task(_subscriber(node, subscribe, frame, stop))
         for node in nodes
         for _ in range(REPLICAS)
     ]
