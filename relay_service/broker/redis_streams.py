@@ -1,0 +1,171 @@
+"""The command streams in Redis: one Lua script appends and publishes, another reads.
+
+A stream is a sorted set of broker messages scored by offset (`<stream>:log`) and a hash
+(`<stream>:meta`: `epoch`, `head`, `lost_upto`, `lost_until`), both under the hash tag of
+the channel its messages are published on (`relay_service.channels`), so each script
+touches one Redis Cluster slot. Appending and publishing happen in one script: a message
+is never kept without being published, nor published without being kept.
+
+Bounds: each log keeps `COMMAND_HISTORY_SIZE` messages and expires `COMMAND_TTL_MAX_MS`
+after its last append (every message in it has expired by then); the meta hash, which
+holds the epoch, expires after `META_RETENTION_SECONDS` without use. When the meta is gone
+(Redis emptied, or it expired) the next use makes a new epoch and drops any log left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+from redis.exceptions import NoScriptError
+
+from relay_service.channels import StreamKeys
+from relay_service.frames import StreamMessage
+from relay_service.streams import Kept, new_epoch
+from shared.redis_connect import RedisClient
+
+AnyPipeline = Pipeline | ClusterPipeline
+
+META_RETENTION_SECONDS = 7 * 86_400
+
+# Shared by both scripts: make the epoch on first use (dropping a log that outlived its
+# meta: its offsets belong to a lost epoch), and keep the meta alive.
+_OPEN = """
+if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'head', 0, 'lost_upto', 0, 'lost_until', 0)
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+"""
+
+APPEND = (
+    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, history size, log ttl ms,
+-- publish command, channel, head, name, body head.
+"""
+    + _OPEN
+    + """
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[2], 'head', 1)
+local message = ARGV[7] .. epoch .. string.format('%012d', offset) .. ARGV[8] .. ARGV[9]
+  .. epoch .. '","offset":' .. offset .. '}}}'
+redis.call('ZADD', KEYS[1], offset, message)
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if excess > 0 then
+  local lost_until = tonumber(redis.call('HGET', KEYS[2], 'lost_until'))
+  local trimmed = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  for _, old in ipairs(trimmed) do
+    lost_until = math.max(lost_until, tonumber(string.sub(old, 16, 28)))
+  end
+  redis.call('HSET', KEYS[2], 'lost_upto', tonumber(string.sub(trimmed[#trimmed], 46, 57)),
+    'lost_until', string.format('%d', lost_until))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call(ARGV[5], ARGV[6], message)
+return offset
+"""
+)
+
+READ = (
+    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, after (-1: position only), limit.
+"""
+    + _OPEN
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'head', 'lost_upto', 'lost_until')
+local kept = {}
+if tonumber(ARGV[3]) >= 0 then
+  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'LIMIT', 0, ARGV[4])
+end
+return {meta[1], meta[2], meta[3], meta[4], kept}
+"""
+)
+
+
+class RedisStreams:
+    """The scripts run by their SHA1 (`EVALSHA`), loaded by `load` (on every node of a
+    cluster) whenever the broker (re)connects: a Redis restarted or failed over has an
+    empty script cache. A cluster pipeline refuses redis-py's script objects, and a plain
+    pipeline would ask `SCRIPT EXISTS` before each batch: raw `EVALSHA` does for both."""
+
+    def __init__(
+        self, client: RedisClient, *, history_size: int, log_ttl_ms: int, publish_command: str
+    ) -> None:
+        self._client = client
+        self._history_size = history_size
+        self._log_ttl_ms = log_ttl_ms
+        self._meta_ttl_ms = META_RETENTION_SECONDS * 1000
+        self._publish_command = publish_command
+        self._append_sha = _sha1(APPEND)
+        self._read_sha = _sha1(READ)
+
+    async def load(self) -> None:
+        """Load both scripts (the caller bounds the call with its timeout)."""
+        for script in (APPEND, READ):
+            await self._client.script_load(script)
+
+    def queue_append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
+        """Add the append script's call to the publisher's pipeline."""
+        head, name, body_head = message
+        pipe.execute_command(
+            "EVALSHA",
+            self._append_sha,
+            2,
+            keys.log,
+            keys.meta,
+            new_epoch(),
+            self._meta_ttl_ms,
+            self._history_size,
+            self._log_ttl_ms,
+            self._publish_command,
+            keys.channel,
+            head,
+            name,
+            body_head,
+        )
+
+    async def read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        """Each stream's position and its messages after `after`, in one round trip (two
+        when the scripts had to be loaded first: reading twice is harmless).
+
+        The caller bounds the call with its timeout."""
+        try:
+            return await self._read(reads)
+        except NoScriptError:
+            await self.load()
+            return await self._read(reads)
+
+    async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, after in reads:
+                pipe.execute_command(
+                    "EVALSHA",
+                    self._read_sha,
+                    2,
+                    keys.log,
+                    keys.meta,
+                    new_epoch(),
+                    self._meta_ttl_ms,
+                    after,
+                    self._history_size,
+                )
+            replies = await pipe.execute()
+        return [_kept(reply) for reply in replies]
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _kept(reply: list[object]) -> Kept:
+    epoch, head, lost_upto, lost_until, messages = reply
+    assert isinstance(epoch, bytes)
+    assert isinstance(messages, list)
+    return Kept(
+        epoch.decode(),
+        int(head),  # type: ignore[call-overload]
+        int(lost_upto),  # type: ignore[call-overload]
+        int(lost_until),  # type: ignore[call-overload]
+        messages,
+    )
