@@ -125,6 +125,21 @@ class Flow:
     def commands_received(self) -> list[tuple[float, int]]:
         return [(at, payload["seq"]) for at, payload in self.factory.payloads(Op.COMMAND)]
 
+    def command_cursors(self) -> list[tuple[int, tuple[str, int]]]:
+        """Each command received: its number and its cursor (epoch, offset)."""
+        return [
+            (
+                frame["d"]["payload"]["seq"],
+                (frame["d"]["cursor"]["epoch"], frame["d"]["cursor"]["offset"]),
+            )
+            for _, frame in self.factory.received
+            if frame["op"] == Op.COMMAND
+        ]
+
+    def commands_reported_failed(self) -> set[int]:
+        """The numbers of the commands the relay answered with DELIVERY_FAILED."""
+        return {int(frame["d"]["id"]) for frame in self.operator.delivery_failures()}
+
     def statuses_received(self) -> list[tuple[float, int]]:
         return [(at, payload["seq"]) for at, payload in self.operator.payloads(Op.STATUS)]
 
