@@ -86,7 +86,9 @@ class Relay:
         channel."""
         await self.verifier.start()
         self.broker.on_resubscribed = self._fill_gaps
-        for channel in (*self._control, *self.channels.audiences):
+        for channel in self._control:
+            await self.broker.subscribe(channel, control=True)
+        for channel in self.channels.audiences:
             await self.broker.subscribe(channel)
         await self.broker.connect()
 

@@ -27,6 +27,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException, RedisError
 
 SENTINEL_SCHEME = "redis+sentinel://"
 CLUSTER_SCHEME = "redis+cluster://"
@@ -38,6 +39,11 @@ MAX_NODES = 64
 
 RedisClient = Redis | RedisCluster
 """What both services hold: one server or Sentinel's master (`Redis`), or a cluster."""
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+"""What a Redis call meets when Redis is down, hung, full or failing over: a cluster's own
+errors (no reachable node, a slot not covered) are not `RedisError`s; a timeout is an
+`OSError`."""
 
 
 class Mode(Enum):
