@@ -225,6 +225,17 @@ class RedisClusterNodes:
                 owners[slot] = by_port[int(master[1])]
         return owners
 
+    def move_slot(self, slot: int, to: RedisProcess) -> None:
+        """Migrate one slot, keys and all, to another master (what resharding does)."""
+        source = self.slot_owners()[slot]
+        ids = {node.port: node.ask("CLUSTER", "MYID").decode() for node in self.nodes}  # type: ignore[attr-defined]
+        to.ask("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+        source.ask("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to.port])
+        while keys := source.ask("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            source.ask("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)  # type: ignore[misc]
+        for node in self.nodes:
+            node.ask("CLUSTER", "SETSLOT", slot, "NODE", ids[to.port])
+
     def kill_all(self) -> None:
         for node in self.nodes:
             node.kill()

@@ -8,7 +8,10 @@ slot. The cluster is started by the tests (`tests.redis_topologies`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 
 import pytest
 from redis.crc import key_slot
@@ -19,10 +22,23 @@ from shared.protocol import CloseCode, Op
 from tests.auth.stack import ADMIN, JWT_SECRET, AuthClient, bearer
 from tests.processes import AuthProcess, RelayProcess
 from tests.redis_topologies import RedisClusterNodes, redis_cluster
-from tests.relay.harness import Client, Connector, Tokens
+from tests.relay.harness import Client, Connector, Tokens, metric_value, wait_for_status
 
 PREFIX = "cluster"
 RELAYS = 2
+RECONNECTS = "relay_broker_reconnects_total"
+FOLLOWED_WITHIN = 10.0
+
+
+async def _more(relay: RelayProcess, sample: str, than: float) -> bool:
+    return await metric_value(relay, sample) > than
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], within: float = FOLLOWED_WITHIN) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +170,26 @@ async def test_a_logout_at_the_auth_service_closes_the_session_and_refuses_the_t
     again = await Client.open(relays[0].ws_url)
     await again.send({"op": Op.IDENTIFY, "d": {"token": token}})
     await again.expect_close(CloseCode.AUTHENTICATION_FAILED)
+
+
+async def test_the_relays_follow_a_channel_whose_slot_moves_to_another_master(
+    relays: list[RelayProcess], cluster: RedisClusterNodes, connect: Connector
+) -> None:
+    """Redis unsubscribes a moved slot's shard channels: the relays reconnect on the new
+    slot map, and what is sent there afterwards crosses them again."""
+    relay_a, relay_b = relays
+    factory = await connect(relay_b, UserType.FACTORY)
+    assert factory.user is not None
+    channel = Channels(PREFIX).factory_shard(factory.user.username)
+    slot = key_slot(channel.encode())
+    owner = cluster.slot_owners()[slot]
+    before = [await metric_value(relay, RECONNECTS) for relay in relays]
+
+    cluster.move_slot(slot, next(node for node in cluster.nodes if node is not owner))
+
+    for relay, reconnects in zip(relays, before, strict=True):
+        await wait_for(partial(_more, relay, RECONNECTS, reconnects))
+        await wait_for_status(relay, "/readyz", 200)
+    operator = await connect(relay_a, UserType.OPERATOR)
+    await operator.command("after the move", target=factory.user.username)
+    assert (await factory.recv_dispatch())["d"]["payload"] == "after the move"
