@@ -35,6 +35,8 @@ QUEUE_FULL = "queue_full"
 TOO_OLD = "too_old"
 PUBLISH_FAILED = "publish_failed"
 UNREACHABLE = "unreachable"
+LOCAL_ONLY = "local_only"
+"""Not a drop: sent while the broker was unreachable, it reached this replica's sessions only."""
 
 Append = tuple[StreamKeys, StreamMessage]
 """A message for factories: appended to its stream, which publishes it (one Lua script)."""
@@ -61,8 +63,10 @@ class Publisher:
         queue_limit: int,
         queue_limit_bytes: int,
         max_age_seconds: float,
+        deliver_locally: Callable[[str, Payload], None] | None = None,
     ) -> None:
         self._client = client
+        self._deliver_locally = deliver_locally
         self._streams = streams
         self._publish_command = publish_command
         self._is_up = is_up
@@ -80,7 +84,7 @@ class Publisher:
         self, channel: str, message: Payload, on_dropped: DropCallback | None = None
     ) -> None:
         if not self._is_up():
-            self._drop(UNREACHABLE, on_dropped)
+            self._unreachable(channel, message, on_dropped)
             return
         size = payload_size(message)
         if (
@@ -116,7 +120,7 @@ class Publisher:
             if queued[0] < oldest_allowed:
                 self._drop(TOO_OLD, queued[3])
             elif not up:
-                self._drop(UNREACHABLE, queued[3])
+                self._unreachable(queued[1], queued[2], queued[3])
             else:
                 batch.append(queued)
         return batch
@@ -135,6 +139,21 @@ class Publisher:
             log.warning("broker_publish_failed", dropped=len(batch), error=describe(error))
             for *_, on_dropped in batch:
                 self._drop(PUBLISH_FAILED, on_dropped, logged=True)
+
+    def _unreachable(self, channel: str, message: Payload, on_dropped: DropCallback | None) -> None:
+        """Never sent to Redis: it goes to this replica's own sessions instead (`deliver_locally`),
+        and the sender hears `local_only`; without a local delivery, it is dropped."""
+        if self._deliver_locally is None:
+            self._drop(UNREACHABLE, on_dropped)
+            return
+        self._deliver_locally(channel, message)
+        metrics.BROKER_LOCAL_ONLY.inc()
+        self._log_drop(LOCAL_ONLY)
+        if on_dropped is not None:
+            try:
+                on_dropped(LOCAL_ONLY)
+            except Exception:
+                log.exception("broker_drop_callback_failed", reason=LOCAL_ONLY)
 
     def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
         metrics.DROPPED[reason].inc()

@@ -29,10 +29,10 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from relay_service import metrics
+from relay_service import frames, metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.broker.links import Link, open_links, publish_command
-from relay_service.broker.publisher import Publisher, describe
+from relay_service.broker.publisher import Payload, Publisher, describe
 from relay_service.broker.redis_streams import RedisStreams
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
@@ -91,6 +91,7 @@ class RedisBroker(Broker):
             queue_limit=publish_queue_limit,
             queue_limit_bytes=publish_queue_limit_bytes,
             max_age_seconds=publish_max_age_seconds,
+            deliver_locally=self._deliver_locally,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
@@ -173,6 +174,13 @@ class RedisBroker(Broker):
         self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None
     ) -> None:
         self._publisher.publish(keys.channel, (keys, message), on_dropped)
+
+    def _deliver_locally(self, channel: str, message: Payload) -> None:
+        """While unreachable: hand a message to this replica's own sessions, as if heard
+        from Redis (in the loop's next turn, like a message heard: never in the sender's
+        call stack). A message to factories goes without a stream: no cursor."""
+        packed = message if isinstance(message, bytes) else frames.unkept(message[1])
+        asyncio.get_running_loop().call_soon(self._hand_over, channel, packed)
 
     async def read_streams(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
         async with asyncio.timeout(self._timeout):
