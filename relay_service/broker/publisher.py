@@ -3,11 +3,14 @@ pipelines by one publisher task, so per-sender order holds and a sender never wa
 Redis.
 
 A message is dropped instead (counted in `relay_broker_dropped_messages_total{reason}`, its
-`on_dropped` called once) when the broker is down (`unreachable`) or the queue full
-(`queue_full`) as it is published, when it waited longer than the max age by the time its
-turn came (`too_old`), and when the pipeline carrying it failed or outlasted the Redis
-timeout (`publish_failed`). Each pipeline is bounded by the Redis timeout with
-`asyncio.timeout`.
+`on_dropped` called once) when the queue is full (`queue_full`) as it is published, when it
+waited longer than the max age by the time its turn came (`too_old`), and when the
+pipeline carrying it failed or outlasted the Redis timeout (`publish_failed`). Each
+pipeline is bounded by the Redis timeout with `asyncio.timeout`.
+
+While the broker is down, a message (sent then, or still queued) is never sent to Redis:
+it is handed to `deliver_locally` (this replica's own sessions), in the senders' order,
+and `on_dropped` hears `local_only` (`unreachable` without a local delivery).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class Publisher:
     def publish(
         self, channel: str, message: Payload, on_dropped: DropCallback | None = None
     ) -> None:
-        if not self._is_up():
+        if not self._is_up() and not self._outbox:  # else after those queued: in order
             self._unreachable(channel, message, on_dropped)
             return
         size = payload_size(message)
