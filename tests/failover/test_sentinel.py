@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.protocol import CloseCode
+from shared.protocol import CloseCode, Op
 from tests.auth.stack import ADMIN, JWT_SECRET, PASSWORD, AuthClient, bearer, identify
 from tests.failover.traffic import Flow, Peer, in_order_without_repeats
 from tests.processes import AuthProcess, RelayProcess
@@ -40,6 +40,8 @@ FAILOVER_BOUND_SECONDS = 15.0
 """Sentinel's own part (down after 1 s, agreement, election, promotion) takes 2 to 4 s
 here; the rest is the relays' reconnect backoff (at most 0.5 s) on a shared machine."""
 LOGIN_POLL_SECONDS = 0.1
+AWAY_COMMANDS = 3
+"""Commands for a factory that is away during the failover, resumed after it."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Failover:
     close_codes: list[int | None]
     revoked_after: list[int | None]
     fresh_identify_after: list[int | None]
+    resumed_after: dict[str, bool]
+    replayed_after: list[object]
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +121,18 @@ async def _fail_over(
     revoked_id, _, revoked_token = await _create_user(client, admin, "viewer")
     assert await client.revoke("logout", admin, revoked_id, revoked_token) == 204
 
+    _, away_name, away_token = await _create_user(client, admin, "factory")
+    away = await Peer.open(relay_b.ws_url, away_token, away_name)
+    await away.close()
+
     operator = await Peer.open(relay_a.ws_url, operator_token, operator_name)
     factory = await Peer.open(relay_b.ws_url, factory_token, factory_name)
     flow = Flow(operator, factory)
     try:
+        for number in range(AWAY_COMMANDS):  # kept in its stream: replicated before the kill
+            await operator.send(
+                {"op": Op.COMMAND, "d": {"payload": {"away": number}, "target": away_name}}
+            )
         flow.start()
         await asyncio.sleep(TRAFFIC_BEFORE_SECONDS)
 
@@ -139,6 +151,9 @@ async def _fail_over(
         await operator.close()
         await factory.close()
 
+    back = await Peer.open(relay_a.ws_url, away_token, away_name, away.ready["d"]["cursors"])
+    await back.wait_for(AWAY_COMMANDS)
+    await back.close()
     revoked_after = [await identify(relay, revoked_token) for relay in (relay_a, relay_b)]
     fresh = await client.token(operator_name, PASSWORD)
     fresh_after = [await identify(relay, fresh) for relay in (relay_a, relay_b)]
@@ -156,6 +171,8 @@ async def _fail_over(
         close_codes=[operator.close_code, factory.close_code],
         revoked_after=revoked_after,
         fresh_identify_after=fresh_after,
+        resumed_after=back.ready["d"]["resumed"],
+        replayed_after=[payload for _, payload in back.payloads(Op.COMMAND)],
     )
 
 
@@ -227,3 +244,11 @@ def test_a_revocation_made_before_the_failover_is_still_refused_after(failover: 
 
 def test_identify_works_on_both_relays_after_the_failover(failover: Failover) -> None:
     assert failover.fresh_identify_after == [None, None]
+
+
+def test_a_factory_away_during_the_failover_resumes_the_commands_kept_before_it(
+    failover: Failover,
+) -> None:
+    """The streams were replicated to the promoted replica: the resume reads them there."""
+    assert failover.resumed_after == {"all": True, "own": True}
+    assert failover.replayed_after == [{"away": n} for n in range(AWAY_COMMANDS)]

@@ -33,19 +33,25 @@ class Peer:
 
     ws: ClientConnection
     username: str
+    ready: Frame = field(default_factory=dict)
     received: list[tuple[float, Frame]] = field(default_factory=list)
     close_code: int | None = None
     _reader: asyncio.Task[None] | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def open(cls, ws_url: str, token: str, username: str) -> Peer:
+    async def open(
+        cls, ws_url: str, token: str, username: str, resume: Frame | None = None
+    ) -> Peer:
+        """Identified (with `resume`, a factory's cursors, when given): READY is `ready`."""
         ws = await connect(ws_url, open_timeout=OPEN_TIMEOUT, close_timeout=1, ping_interval=None)
+        identify: Frame = {"token": token} if resume is None else {"token": token, "resume": resume}
         async with asyncio.timeout(OPEN_TIMEOUT):
             await ws.recv()  # Hello
-            await ws.send(json.dumps({"op": Op.IDENTIFY, "d": {"token": token}}))
+            await ws.send(json.dumps({"op": Op.IDENTIFY, "d": identify}))
             ready = json.loads(await ws.recv())
         assert ready.get("t") == "READY", ready
-        peer = cls(ws, username)
+        peer = cls(ws, username, ready)
         peer._reader = asyncio.create_task(peer._read())
         return peer
 
@@ -55,6 +61,7 @@ class Peer:
                 frame = json.loads(raw)
                 if frame.get("op") in DISPATCH_OPS:
                     self.received.append((time.monotonic(), frame))
+                    self._arrived.set()
         except ConnectionClosed:
             pass
         received = self.ws.protocol.close_rcvd
@@ -69,6 +76,14 @@ class Peer:
 
     def payloads(self, op: Op) -> list[tuple[float, Any]]:
         return [(at, frame["d"]["payload"]) for at, frame in self.received if frame["op"] == op]
+
+    async def wait_for(self, count: int, within: float = OPEN_TIMEOUT) -> None:
+        """Until `count` dispatches have arrived (or `within` s passed)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while len(self.received) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
 
     def delivery_failures(self) -> list[Frame]:
         return [frame for _, frame in self.received if frame.get("t") == "DELIVERY_FAILED"]
