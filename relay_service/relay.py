@@ -12,6 +12,9 @@ sessions' gap from the streams.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -152,6 +155,11 @@ def _revocation_check_unavailable(cause: str) -> ProtocolError:
     return ProtocolError(CloseCode.UNKNOWN_ERROR, "revocation check unavailable, retry")
 
 
+def replica_name() -> str:
+    """How this replica names its Redis connections (`CLIENT LIST` shows which is whose)."""
+    return f"relay:{socket.gethostname()}:{os.getpid()}"
+
+
 def redis_client(settings: RelaySettings) -> RedisClient | None:
     """The replica's Redis connections (None without `REDIS_URL`: the in-process broker),
     to one server, to Sentinel's current master, or to a cluster (`shared.redis_connect`).
@@ -171,6 +179,7 @@ def redis_client(settings: RelaySettings) -> RedisClient | None:
             pool_wait_seconds=REDIS_POOL_WAIT_SECONDS,
             keepalive=True,
             health_check_interval=10,
+            client_name=replica_name(),
             # A pool built directly gets no retry; without one, the first command on each
             # connection left stale by a Redis restart (or a failover) fails.
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),

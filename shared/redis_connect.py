@@ -165,9 +165,12 @@ class ClientOptions:
     keepalive: bool = False
     health_check_interval: int = 0
     retry_on_error: tuple[type[Exception], ...] = ()
+    client_name: str | None = None
+    """Shown by `CLIENT LIST` on the data nodes: which process a connection is."""
 
     def connection_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
+            "client_name": self.client_name,
             "socket_timeout": self.socket_timeout_seconds,
             "socket_connect_timeout": self.connect_timeout_seconds,
             "socket_keepalive": self.keepalive,

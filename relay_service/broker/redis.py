@@ -28,6 +28,8 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from relay_service import frames, metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
@@ -216,6 +218,8 @@ class RedisBroker(Broker):
             )
         try:
             await self._subscribe_links(links)
+            for link in links:
+                _never_reconnect_silently(link.pubsub)
             async with asyncio.timeout(self._timeout):
                 await self._streams.load()  # a new or failed-over Redis has none cached
             if self.on_resubscribed is not None:
@@ -231,6 +235,9 @@ class RedisBroker(Broker):
         finally:
             self._mark_down()
             for link in links:
+                connection = link.pubsub.connection
+                if connection is not None and link.owned is None:  # back to the shared pool:
+                    connection.retry = self._client.get_retry() or connection.retry  # retried
                 await link.aclose()
 
     async def _subscribe_links(self, links: list[Link]) -> None:
@@ -318,3 +325,11 @@ class RedisBroker(Broker):
     def _mark_down(self) -> None:
         self._pubsub = None
         metrics.BROKER_UP.set(0)
+
+
+def _never_reconnect_silently(pubsub: PubSub) -> None:
+    """redis-py reconnects a pub/sub connection and re-subscribes by itself when a read
+    fails (the pool's retry): messages published meanwhile would be missed unnoticed.
+    Without retries the failure reaches the listener, which reconnects and fills the gap."""
+    assert pubsub.connection is not None
+    pubsub.connection.retry = Retry(NoBackoff(), retries=0)
