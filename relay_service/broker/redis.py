@@ -210,11 +210,12 @@ class RedisBroker(Broker):
     async def _listen_once(self) -> None:
         self._was_connected = False
         self._stale = False
+        wanted = set(self._channels)
         async with asyncio.timeout(self._timeout):
             links = await open_links(
                 self._client,
-                audiences=sorted(self._channels - self._controls),
-                controls=sorted(self._channels & self._controls),
+                audiences=sorted(wanted - self._controls),
+                controls=sorted(wanted & self._controls),
             )
         try:
             await self._subscribe_links(links)
@@ -225,6 +226,8 @@ class RedisBroker(Broker):
             if self.on_resubscribed is not None:
                 await self.on_resubscribed()  # the gap, before anything newer is read
             self._mark_up(links[0].pubsub)
+            if self._cluster and self._channels != wanted:  # changed while connecting
+                self._stale = True
             if len(links) == 1:
                 await self._watch(links[0])
             else:
