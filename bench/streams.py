@@ -63,7 +63,7 @@ async def _memory() -> list[str]:
         await streams.load()
         async with redis.pipeline(transaction=False) as pipe:
             for _ in range(MEMORY_COMMANDS):
-                streams.queue_append(pipe, keys, message)
+                streams.append(pipe, keys, message)
             await pipe.execute()
         log = await redis.memory_usage(keys.log) or 0
         meta = await redis.memory_usage(keys.meta) or 0

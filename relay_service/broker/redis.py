@@ -101,6 +101,9 @@ class RedisBroker(Broker):
         self._cluster = isinstance(client, RedisCluster)
         self._controls: set[str] = set()
         self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._early: list[tuple[str, bytes]] | None = None
+        """Messages heard on a new connection before the gap was filled (handed over after
+        it, so each stream's messages stay in offset order)."""
 
     async def connect(self) -> None:
         self._tasks = [
@@ -217,6 +220,7 @@ class RedisBroker(Broker):
                 audiences=sorted(wanted - self._controls),
                 controls=sorted(wanted & self._controls),
             )
+        self._early = []
         try:
             await self._subscribe_links(links)
             for link in links:
@@ -224,7 +228,10 @@ class RedisBroker(Broker):
             async with asyncio.timeout(self._timeout):
                 await self._streams.load()  # a new or failed-over Redis has none cached
             if self.on_resubscribed is not None:
-                await self.on_resubscribed()  # the gap, before anything newer is read
+                await self.on_resubscribed()  # the gap, before anything newer is handled
+            early, self._early = self._early, None
+            for channel, message in early:
+                self._hand_over(channel, message)
             self._mark_up(links[0].pubsub)
             if self._cluster and self._channels != wanted:  # changed while connecting
                 self._stale = True
@@ -308,7 +315,10 @@ class RedisBroker(Broker):
     def _route(self, link: Link, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind in ("message", "smessage"):
-            self._hand_over(message["channel"].decode(), message["data"])
+            if self._early is not None:  # heard while subscribing: after the gap's messages
+                self._early.append((message["channel"].decode(), message["data"]))
+            else:
+                self._hand_over(message["channel"].decode(), message["data"])
         elif kind == "pong":
             link.pongs += 1
         elif kind == "subscribe":

@@ -84,10 +84,8 @@ return {meta[1], meta[2], meta[3], meta[4], kept}
 
 
 class RedisStreams:
-    """The scripts run by their SHA1 (`EVALSHA`), loaded by `load` (on every node of a
-    cluster) whenever the broker (re)connects: a Redis restarted or failed over has an
-    empty script cache. A cluster pipeline refuses redis-py's script objects, and a plain
-    pipeline would ask `SCRIPT EXISTS` before each batch: raw `EVALSHA` does for both."""
+    """Both scripts run by their SHA1 (`EVALSHA`, sent as a raw command: a cluster pipeline
+    refuses redis-py's `evalsha` method but routes the command by its keys' slot)."""
 
     def __init__(
         self, client: RedisClient, *, history_size: int, log_ttl_ms: int, publish_command: str
@@ -101,12 +99,14 @@ class RedisStreams:
         self._read_sha = _sha1(READ)
 
     async def load(self) -> None:
-        """Load both scripts (the caller bounds the call with its timeout)."""
+        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer); on a
+        cluster, every master."""
         for script in (APPEND, READ):
             await self._client.script_load(script)
 
-    def queue_append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
-        """Add the append script's call to the publisher's pipeline."""
+    def append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
+        """Queue the append script on the publisher's pipeline (EVALSHA: a Redis that lost
+        its scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
         head, name, body_head = message
         pipe.execute_command(
             "EVALSHA",
@@ -127,16 +127,15 @@ class RedisStreams:
 
     async def read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
         """Each stream's position and its messages after `after`, in one round trip (two
-        when the scripts had to be loaded first: reading twice is harmless).
-
-        The caller bounds the call with its timeout."""
+        when Redis lost the scripts). The caller bounds the call with its timeout."""
         try:
-            return await self._read(reads)
+            replies = await self._read(reads)
         except NoScriptError:
             await self.load()
-            return await self._read(reads)
+            replies = await self._read(reads)
+        return [_kept(reply) for reply in replies]
 
-    async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+    async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[list[object]]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, after in reads:
                 pipe.execute_command(
@@ -150,8 +149,8 @@ class RedisStreams:
                     after,
                     self._history_size,
                 )
-            replies = await pipe.execute()
-        return [_kept(reply) for reply in replies]
+            replies: list[list[object]] = await pipe.execute()
+        return replies
 
 
 def _sha1(script: str) -> str:
