@@ -182,6 +182,16 @@ class ClientOptions:
         return kwargs
 
 
+class SentinelMaster(Redis):
+    """Sentinel's master client: closing it closes its connections to the sentinels too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
+
+
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's master pool, bounded like `BlockingConnectionPool`: callers wait for a
     free connection instead of opening one more."""
@@ -227,7 +237,9 @@ def _sentinel_master(target: RedisTarget, options: ClientOptions) -> Redis:
         pool_class: type[SentinelConnectionPool] = BlockingSentinelConnectionPool
     else:
         pool_class = SentinelConnectionPool
-    client: Redis = sentinel.master_for(target.master, connection_pool_class=pool_class, **kwargs)
+    client: Redis = sentinel.master_for(
+        target.master, redis_class=SentinelMaster, connection_pool_class=pool_class, **kwargs
+    )
     return client
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from relay_service.config import RelaySettings
+from relay_service.relay import redis_client
 from shared.protocol import CloseCode, Op
 from tests.auth.stack import ADMIN, JWT_SECRET, PASSWORD, AuthClient, bearer, identify
 from tests.failover.traffic import Flow, Peer, in_order_without_repeats
@@ -61,6 +63,7 @@ class Failover:
     close_codes: list[int | None]
     revoked_after: list[int | None]
     fresh_identify_after: list[int | None]
+    written_to: str
     resumed_after: dict[str, bool]
     replayed_after: list[object]
 
@@ -151,6 +154,7 @@ async def _fail_over(
         await operator.close()
         await factory.close()
 
+    written_to = await _write_through_sentinel(group)
     back = await Peer.open(relay_a.ws_url, away_token, away_name, away.ready["d"]["cursors"])
     await back.wait_for(AWAY_COMMANDS)
     await back.close()
@@ -171,9 +175,26 @@ async def _fail_over(
         close_codes=[operator.close_code, factory.close_code],
         revoked_after=revoked_after,
         fresh_identify_after=fresh_after,
+        written_to=written_to,
         resumed_after=back.ready["d"]["resumed"],
         replayed_after=[payload for _, payload in back.payloads(Op.COMMAND)],
     )
+
+
+async def _write_through_sentinel(group: SentinelGroup) -> str:
+    """Write with a client built as the relay builds it: the role of the node it wrote to."""
+    settings = RelaySettings(jwt_secret=JWT_SECRET, redis_url=group.url(), _env_file=None)
+    client = redis_client(settings)
+    assert client is not None
+    try:
+        async with asyncio.timeout(FAILOVER_BOUND_SECONDS):
+            await client.set(f"{PREFIX}:probe", "written")
+    finally:
+        await client.aclose()
+    with group.replica.client() as promoted:
+        assert promoted.get(f"{PREFIX}:probe") == b"written"
+        role: str = promoted.info("replication")["role"]
+    return role
 
 
 async def _logins_back(client: AuthClient, since: float) -> float | None:
@@ -252,3 +273,7 @@ def test_a_factory_away_during_the_failover_resumes_the_commands_kept_before_it(
     """The streams were replicated to the promoted replica: the resume reads them there."""
     assert failover.resumed_after == {"all": True, "own": True}
     assert failover.replayed_after == [{"away": n} for n in range(AWAY_COMMANDS)]
+
+
+def test_writes_after_the_failover_go_to_the_promoted_master(failover: Failover) -> None:
+    assert failover.written_to == "master"
