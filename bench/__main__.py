@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from bench import sizes
 from bench.machine import describe_machine
 
-BENCHMARKS = ("tokens", "login", "relay", "scale", "drain", "streams")
+BENCHMARKS = ("tokens", "login", "relay", "scale", "drain", "streams", "presence", "pubsub")
 ON_REQUEST = ("instructions",)
 """Run only when named: needs valgrind, and takes minutes."""
 
