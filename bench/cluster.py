@@ -161,6 +161,15 @@ async def identified(
     return ws
 
 
+async def next_dispatch(ws: ClientConnection, op: int) -> dict[str, Any]:
+    """The next frame of `op` this client receives, past the server's own events
+    (PRESENCE_UPDATE and the like)."""
+    while True:
+        received: dict[str, Any] = orjson.loads(await ws.recv())
+        if received.get("op") == op and received.get("t") is None:
+            return received
+
+
 def percentile(samples: list[float], fraction: float) -> float:
     if not samples:
         return float("nan")

@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from websockets.asyncio.client import ClientConnection
 
 from bench.cluster import (
@@ -42,6 +41,7 @@ from bench.cluster import (
     frame,
     free_port,
     identified,
+    next_dispatch,
     wait_ready,
 )
 from shared.identity import UserType
@@ -51,6 +51,7 @@ IDENTIFY_CONCURRENCY = 4
 FANOUT_FACTORIES = 50
 FANOUT_COMMANDS = 100
 FANOUT_BURST = 10
+COMMAND_OP = 4
 STATUS_FACTORIES = 20
 STATUS_OPERATORS = 5
 STATUS_MESSAGES = 100
@@ -229,7 +230,7 @@ async def _fanout(meter: Meter, window: int) -> float:
         for n in range(start, start + window):
             await operator.send(frame(4, {"payload": {"n": n, "speed": 1200}}), text=True)
         for _ in range(window):
-            await asyncio.gather(*(ws.recv() for ws in factories))
+            await asyncio.gather(*(next_dispatch(ws, COMMAND_OP) for ws in factories))
     figure = meter.stop(f"fanout-{window}") / (FANOUT_COMMANDS * FANOUT_FACTORIES)
     await close_all([*factories, operator])
     return figure
@@ -255,8 +256,8 @@ async def _status(meter: Meter) -> float:
         ws = factories[n % STATUS_FACTORIES]
         status = {"payload": {"n": n, "temperature": 71.5, "rpm": 1200}}
         await ws.send(frame(5, status), text=True)
-        for reply in await asyncio.gather(*(op.recv() for op in operators)):
-            assert orjson.loads(reply)["d"]["payload"]["n"] == n
+        for reply in await asyncio.gather(*(next_dispatch(op, 5) for op in operators)):
+            assert reply["d"]["payload"]["n"] == n
     figure = meter.stop("status") / (STATUS_MESSAGES * STATUS_OPERATORS)
     await close_all([*operators, *factories])
     return figure

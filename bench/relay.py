@@ -37,6 +37,8 @@ FANOUT_WINDOW = 32
 FANOUT_PACED_COMMANDS_PER_SECOND = 200.0
 """20,000 deliveries/s, well below saturation."""
 STATUS_FACTORIES = 50
+STATUS_OP = 5
+COMMAND_OP = 4
 STATUS_RATE = 20
 STATUS_OPERATORS = 5
 IDENTIFY_CONCURRENCY = 100
@@ -85,7 +87,10 @@ async def _fanout(
 
     async def factory_reader(ws: ClientConnection) -> None:
         async for raw in ws:
-            payload = orjson.loads(raw)["d"]["payload"]
+            received = orjson.loads(raw)
+            if received["op"] != COMMAND_OP:  # the relay's own events
+                continue
+            payload = received["d"]["payload"]
             latencies.append(time.perf_counter() - payload["t0"])
             count = received.get(payload["n"], 0) + 1
             received[payload["n"]] = count
@@ -101,7 +106,7 @@ async def _fanout(
         if rate is not None:
             await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
         await operator.send(
-            frame(4, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True
+            frame(COMMAND_OP, {"payload": {"n": sent, "t0": time.perf_counter()}}), text=True
         )
         sent += 1
     for _ in range(FANOUT_WINDOW):  # wait for the commands still in flight
@@ -138,7 +143,10 @@ async def _status(replicas: list[RelayProcess]) -> tuple[dict[str, float], str]:
 
     async def operator_reader(index: int, ws: ClientConnection) -> None:
         async for raw in ws:
-            latencies.append(time.perf_counter() - orjson.loads(raw)["d"]["payload"]["t0"])
+            received = orjson.loads(raw)
+            if received["op"] != STATUS_OP:  # the relay's own events (presence, say)
+                continue
+            latencies.append(time.perf_counter() - received["d"]["payload"]["t0"])
             counts[index] += 1
 
     async def factory_writer(index: int, ws: ClientConnection) -> int:
@@ -148,7 +156,7 @@ async def _status(replicas: list[RelayProcess]) -> tuple[dict[str, float], str]:
         next_at = time.perf_counter()
         while sent < STATUS_RATE * duration:
             status = {"payload": {"t0": time.perf_counter(), "temperature": 71.5, "rpm": 1200}}
-            await ws.send(frame(5, status), text=True)
+            await ws.send(frame(STATUS_OP, status), text=True)
             sent += 1
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
