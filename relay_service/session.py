@@ -6,8 +6,9 @@
 
 A session lives until its token's `exp` (4004 "token expired") unless op 7 brought a
 fresh token of the same user. One timer per session covers the heartbeat, the identify
-timeout and the expiry: a frame received only notes the time, and the timer sets itself
-again when it fires early (at most once per liveness timeout), so no timer per frame.
+timeout and the expiry while the session waits for a frame: a frame received only notes
+the time, and the timer sets itself again when it fires early (at most once per liveness
+timeout), so no timer per frame.
 
 A session has one receiver (the connection's handler task, reading and validating
 frames) and an `Outbox` for everything it sends, so the hub's fan-out never waits on this
@@ -70,13 +71,14 @@ class Session:
         "_closer",
         "_ends_at",
         "_floors",
-        "_heard_at",
         "_held",
         "_host",
         "_outbox",
+        "_receiving",
         "_sender_stamp",
         "_sequence",
         "_settings",
+        "_waiting_since",
         "_watchdog",
         "_ws",
         "output_limit_bytes",
@@ -111,8 +113,9 @@ class Session:
         the session has (READY's cursor, or a replay's last), so a message that a resume
         or a gap's filling delivered already is not delivered again."""
         self._ends_at = 0.0
-        self._heard_at = 0.0
-        """Loop time of the last frame received."""
+        self._waiting_since = 0.0
+        """Loop time at which the receive loop last began to wait for a frame."""
+        self._receiving = False
         self._watchdog: asyncio.TimerHandle | None = None
         """Loop time at which the session ends: the identify deadline, then token expiry."""
 
@@ -222,13 +225,19 @@ class Session:
 
     async def _receive_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        self._heard_at = loop.time()
-        self._ends_at = self._heard_at + self._settings.identify_timeout_ms / 1000
-        self._watch_deadlines()
+        self._ends_at = loop.time() + self._settings.identify_timeout_ms / 1000
         try:
             while not self.closing:
-                raw = await self._ws.recv()
-                self._heard_at = loop.time()
+                now = self._waiting_since = loop.time()
+                if now >= self._ends_at:  # passed while the last frame was handled
+                    raise self._timed_out(hard_deadline=True)
+                if self._watchdog is None:
+                    self._watch(loop)
+                self._receiving = True
+                try:
+                    raw = await self._ws.recv()
+                finally:
+                    self._receiving = False
                 if self.closing:
                     return
                 await self._handle(raw)
@@ -236,18 +245,28 @@ class Session:
             if self._watchdog is not None:
                 self._watchdog.cancel()
 
-    def _watch_deadlines(self) -> None:
-        """The session's one timer: it fires at the earlier of the liveness deadline (as of
-        the last frame heard when it was set) and `_ends_at`, then closes the session or
-        sets itself again. A frame received only notes the time: no timer per frame."""
-        loop = asyncio.get_running_loop()
-        now, alive_until = loop.time(), self._heard_at + self._settings.liveness_timeout_seconds
-        if now >= self._ends_at or now >= alive_until:
-            error = self._timed_out(hard_deadline=now >= self._ends_at)
-            self._watchdog = None
-            self.close_soon(error.code, error.reason)
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        alive_until = self._waiting_since + self._settings.liveness_timeout_seconds
+        self._watchdog = loop.call_at(min(alive_until, self._ends_at), self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        """The session's one timer, at the earlier of the liveness deadline (counted from
+        when the receive loop last began to wait) and `_ends_at`. While a frame is being
+        handled the deadlines wait (the loop checks them before it waits again); past one,
+        the session closes; else the timer is set again."""
+        self._watchdog = None
+        if not self._receiving:
             return
-        self._watchdog = loop.call_at(min(alive_until, self._ends_at), self._watch_deadlines)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if (
+            now >= self._ends_at
+            or now >= self._waiting_since + self._settings.liveness_timeout_seconds
+        ):
+            error = self._timed_out(hard_deadline=now >= self._ends_at)
+            self.close_soon(error.code, error.reason)
+        else:
+            self._watch(loop)
 
     def _timed_out(self, *, hard_deadline: bool) -> ProtocolError:
         """Heartbeats keep a session alive; neither they nor anything else extend the
@@ -264,7 +283,7 @@ class Session:
         self._ends_at = loop_now + max(0.0, claims.expires_at - wall_now)
         if self._watchdog is not None:  # the expiry may come before the timer's time
             self._watchdog.cancel()
-            self._watch_deadlines()
+            self._watchdog = None  # set again when the receive loop next waits
 
     async def _handle(self, raw: str | bytes) -> None:
         if not isinstance(raw, str):
