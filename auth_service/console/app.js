@@ -27,6 +27,8 @@ const EVENT_LOG_LIMIT = 200;
 const PRESENCE_LOG_DELAY_MS = 5000;
 /** `GET /factories` page size (the API's largest). */
 const FACTORY_PAGE = 200;
+/** The factory accounts are listed again on a reconnect at most this often. */
+const FACTORY_RELOAD_MS = 60_000;
 const TOKEN_KEY = "factory-relay.token";
 const COMMANDING_TYPES = ["operator", "admin"];
 
@@ -37,6 +39,7 @@ const state = {
   token: null,
   user: null,
   relay: null,
+  factoriesLoadedAt: null, // when `GET /factories` was last asked (Date.now())
 };
 
 const video = new VideoPanel(
@@ -190,9 +193,15 @@ function selectFactory(name) {
   if (state.config.livekit) video.show(state.token, name);
 }
 
-/** Every factory account (`GET /factories`, page by page up to the table's limit). */
+/**
+ * Every factory account (`GET /factories`, page by page up to the table's limit): at the
+ * session's start, and again on a reconnect's READY at most every `FACTORY_RELOAD_MS` (a
+ * relay restart reconnects every console at once).
+ */
 async function loadFactories() {
   const token = state.token;
+  if (state.factoriesLoadedAt !== null && Date.now() - state.factoriesLoadedAt < FACTORY_RELOAD_MS) return;
+  state.factoriesLoadedAt = Date.now();
   try {
     for (let offset = 0; offset < FACTORY_LIMIT; offset += FACTORY_PAGE) {
       const page = await listFactories(token, { limit: FACTORY_PAGE, offset });
@@ -460,6 +469,7 @@ async function submitLogin(event) {
 function resetView() {
   table.clear();
   commands.clear();
+  state.factoriesLoadedAt = null;
   $("event-log").replaceChildren();
   $("command-outcome").hidden = true;
   $("video-title").textContent = "Camera";

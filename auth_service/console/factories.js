@@ -116,7 +116,7 @@ export class FactoryTable {
       if (!entry) continue;
       listed.add(entry.username.toLowerCase());
       this.presence(entry);
-      if (data.status && typeof data.status === "object") this.status(data.status);
+      if (data.status && typeof data.status === "object") this.status(data.status, { live: false });
     }
     for (const [key, factory] of this.factories) {
       if (!listed.has(key)) this._setPresence(factory, { online: false, since: null });
@@ -136,7 +136,7 @@ export class FactoryTable {
   }
 
   /** A status dispatch's `d` (`{id, from, target, payload, ts}`), live or from the snapshot. */
-  status(d) {
+  status(d, { live = true } = {}) {
     const sender = d?.from?.username;
     if (typeof sender !== "string") return;
     const factory = this._ensure(sender);
@@ -150,7 +150,7 @@ export class FactoryTable {
     this._renderReadings(factory);
     this._renderConnection(factory);
     this.updateScrollHint();
-    if (first) this.handlers.onFirstStatus?.(factory.name);
+    if (first && live) this.handlers.onFirstStatus?.(factory.name);
   }
 
   select(name) {
@@ -256,9 +256,8 @@ export class FactoryTable {
     line.append(span("dot"), state);
     const since = span("presence-since");
     since.dataset.key = "since";
-    const age = span("status-age");
-    if (factory.status === null) age.textContent = "no status yet";
-    else {
+    const age = span("status-age"); // nothing before the first status: the readings say so
+    if (factory.status !== null) {
       const value = span("age");
       value.dataset.key = "last-seen";
       age.append("status ", value);
