@@ -190,3 +190,85 @@ def test_without_presence_from_the_relay_it_is_shown_as_unknown(
     expect(cell(page, "state")).to_have_text("running")
     expect(factory_row(page)).to_have_attribute("data-presence", "unknown")
     expect(cell(page, "presence")).to_have_text("Unknown")
+
+
+PRESENCE_LOGIC = """
+async () => {
+  const p = await import("/console/presence.js");
+  const l = await import("/console/labels.js");
+  const m = await import("/console/relay.js");
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; sockets.push(this); }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close() {}
+    emit(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
+  }
+  const presence = [], ready = [], others = [];
+  const relay = new m.RelayConnection("ws://fake/ws", "tok", {
+    onReady: (user, session, d) => ready.push(d.factories),
+    onPresence: (d) => presence.push(d),
+    onServerEvent: (f) => others.push(f.t),
+  }, { WebSocketClass: FakeSocket });
+  relay.start();
+  const snapshot = [{ username: "f", online: true, since: 5, status: null }];
+  sockets[0].emit({ op: 0, d: { heartbeat_interval: 60000, session_id: "s" } });
+  sockets[0].emit({ op: 6, t: "READY", s: 1, d: { session_id: "s", user: {}, factories: snapshot } });
+  sockets[0].emit({ op: 6, t: "PRESENCE_UPDATE", s: 2, d: { username: "f", online: false, since: 9 } });
+  sockets[0].emit({ op: 6, t: "DELIVERY_FAILED", s: 3, d: { id: "x", reason: "r" } });
+  relay.sendCommand({ action: "stop" }, { target: "f", id: "c1", ttlMs: 2000 });
+  relay.sendCommand({ action: "stop" }, { id: "c2" });
+  const known = { online: true, since: 100 };
+  return {
+    ready, presence, others,
+    commands: sockets[0].sent.filter((f) => f.op === 4).map((f) => f.d),
+    entries: [
+      p.presenceEntry({ username: "f", online: false, since: 7 }),
+      p.presenceEntry({ username: "f", online: "yes", since: 7 }),
+      p.presenceEntry({ online: true, since: 7 }),
+      p.presenceEntry({ username: "f", online: true }),
+      p.presenceEntry(null),
+    ],
+    supersedes: [
+      p.supersedes({ online: null, since: null }, { online: false, since: null }),
+      p.supersedes(known, { online: false, since: 101 }),
+      p.supersedes(known, { online: true, since: 100 }),
+      p.supersedes(known, { online: false, since: 99 }),
+      p.supersedes(known, { online: false, since: null }),
+      p.supersedes({ online: false, since: null }, { online: true, since: 1 }),
+    ],
+    elapsed: [0, 59_999, 60_000, 3_599_999, 3_600_000, 5_400_000, 2 * 86_400_000 + 3_600_000, -5]
+      .map(l.elapsed),
+  };
+}
+"""
+
+
+def test_presence_logic_keeps_the_latest_since(console: Console, stack: Stack) -> None:
+    console.page.goto(stack.console_url())
+    result = console.page.evaluate(PRESENCE_LOGIC)
+    assert result["ready"] == [[{"username": "f", "online": True, "since": 5, "status": None}]]
+    assert result["presence"] == [{"username": "f", "online": False, "since": 9}]
+    assert result["others"] == ["DELIVERY_FAILED"]  # presence is not another server event
+    assert result["commands"] == [
+        {"payload": {"action": "stop"}, "target": "f", "id": "c1", "ttl_ms": 2000},
+        {"payload": {"action": "stop"}, "id": "c2"},  # no ttl given: the relay's default
+    ]
+    assert result["entries"] == [
+        {"username": "f", "online": False, "since": 7},
+        None,
+        None,
+        {"username": "f", "online": True, "since": None},
+        None,
+    ]
+    assert result["supersedes"] == [True, True, True, False, False, True]
+    assert result["elapsed"] == [
+        "0 s",
+        "59 s",
+        "1 min",
+        "59 min",
+        "1 h 00 min",
+        "1 h 30 min",
+        "2 d 1 h",
+        "0 s",
+    ]
