@@ -213,8 +213,9 @@ async () => {
   relay.start();
   const snapshot = [{ username: "f", online: true, since: 5, status: null }];
   sockets[0].emit({ op: 0, d: { heartbeat_interval: 60000, session_id: "s" } });
-  sockets[0].emit({ op: 6, t: "READY", s: 1, d: { session_id: "s", user: {}, factories: snapshot } });
-  sockets[0].emit({ op: 6, t: "PRESENCE_UPDATE", s: 2, d: { username: "f", online: false, since: 9 } });
+  const emit = (t, s, d) => sockets[0].emit({ op: 6, t, s, d });
+  emit("READY", 1, { session_id: "s", user: {}, factories: snapshot });
+  emit("PRESENCE_UPDATE", 2, { username: "f", online: false, since: 9 });
   sockets[0].emit({ op: 6, t: "DELIVERY_FAILED", s: 3, d: { id: "x", reason: "r" } });
   relay.sendCommand({ action: "stop" }, { target: "f", id: "c1", ttlMs: 2000 });
   relay.sendCommand({ action: "stop" }, { id: "c2" });
