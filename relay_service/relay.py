@@ -12,6 +12,9 @@ sessions' gap from the streams.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -149,6 +152,11 @@ def _revocation_check_unavailable(cause: str) -> ProtocolError:
     return ProtocolError(CloseCode.UNKNOWN_ERROR, "revocation check unavailable, retry")
 
 
+def replica_name() -> str:
+    """How this replica names its Redis connections (`CLIENT LIST` shows which is whose)."""
+    return f"relay:{socket.gethostname()}:{os.getpid()}"
+
+
 def redis_client(settings: RelaySettings) -> Redis | None:
     """The replica's Redis connections (None without `REDIS_URL`: the in-process broker).
 
@@ -167,6 +175,7 @@ def redis_client(settings: RelaySettings) -> Redis | None:
         socket_timeout=None,
         socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=10,
+        client_name=replica_name(),
         # A pool built directly gets no retry; without one, the first command on each
         # connection left stale by a Redis restart fails (a published message is lost).
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),

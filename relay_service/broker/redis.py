@@ -26,6 +26,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from relay_service import metrics
@@ -183,6 +185,7 @@ class RedisBroker(Broker):
         pubsub = self._client.pubsub()
         try:
             await self._subscribe_all(pubsub)
+            _never_reconnect_silently(pubsub)
             if self.on_resubscribed is not None:
                 await self.on_resubscribed()  # the gap, before anything newer is read
             self._mark_up(pubsub)
@@ -192,6 +195,8 @@ class RedisBroker(Broker):
             raise UnresponsiveError("a subscription change failed: subscribing anew")
         finally:
             self._mark_down()
+            if pubsub.connection is not None:  # back to the pool: retried like the others
+                pubsub.connection.retry = self._client.get_retry() or pubsub.connection.retry
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -255,3 +260,11 @@ class RedisBroker(Broker):
     def _mark_down(self) -> None:
         self._pubsub = None
         metrics.BROKER_UP.set(0)
+
+
+def _never_reconnect_silently(pubsub: PubSub) -> None:
+    """redis-py reconnects a pub/sub connection and re-subscribes by itself when a read
+    fails (the pool's retry): messages published meanwhile would be missed unnoticed.
+    Without retries the failure reaches the listener, which reconnects and fills the gap."""
+    assert pubsub.connection is not None
+    pubsub.connection.retry = Retry(NoBackoff(), retries=0)
