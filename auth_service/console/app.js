@@ -249,12 +249,14 @@ function onCommandAnswer(name, sender, payload, attributes) {
     kind = "ack";
     parts = [`${sender} acknowledged ${what} `, idElement(commandId), result];
     commands.answered(commandId, { acknowledged: true, sender });
+    known?.logEntry?.classList.remove("expired"); // a late answer replaces "expired"
     known?.logEntry?.classList.add("acked");
   } else if (name === "COMMAND_REJECTED") {
     const reason = payload.reason ?? "no reason given";
     kind = "rejected";
     parts = [`${sender} rejected ${what} `, idElement(commandId), `: ${reason}`];
     commands.answered(commandId, { acknowledged: false, sender, reason });
+    known?.logEntry?.classList.remove("expired");
     known?.logEntry?.classList.add("rejected");
   } else {
     kind = "event";
@@ -358,33 +360,32 @@ function ttlSeconds() {
   return Number.isInteger(seconds) && seconds >= 1 && seconds <= MAX_TTL_SECONDS ? seconds : null;
 }
 
+/** The warning for `target` (a name, or "" for every factory): null when all is well. */
+function offlineWarning(target, ttlMs) {
+  const keep = `The relay keeps the command for ${elapsed(ttlMs)}`;
+  if (!target) {
+    const offline = table.all().filter((factory) => factory.online === false).length;
+    if (offline === 0) return null;
+    return `${offline} of ${table.size} factories are offline. ${keep}: they get it only if they come back by then.`;
+  }
+  const factory = table.get(target);
+  if (factory?.online !== false) return null;
+  const since = factory.since === null ? "" : ` since ${clock(new Date(localTime(factory.since)))}`;
+  return `${factory.name} is offline${since}. ${keep} and delivers it if ${factory.name} comes back by then; otherwise the command expires unexecuted.`;
+}
+
 /**
  * Before sending: a warning when the target is offline (or, for every factory, when some
- * are). The operator may still send: the relay keeps the command for its expiry time.
+ * are), kept current as presence changes. The operator may still send ("Send anyway"):
+ * the relay keeps the command for its expiry time.
  */
 function updateTargetWarning() {
   const target = $("command-target").value;
-  const ttl = ttlSeconds() ?? DEFAULT_TTL_SECONDS;
-  const keep = `The relay keeps the command for ${elapsed(ttl * 1000)}`;
-  let text = "";
-  let offlineTarget = false;
-  if (target) {
-    const factory = table.get(target);
-    if (factory?.online === false) {
-      offlineTarget = true;
-      const since = factory.since === null ? "" : ` since ${clock(new Date(localTime(factory.since)))}`;
-      text = `${factory.name} is offline${since}. ${keep} and delivers it if ${factory.name} comes back by then; otherwise the command expires unexecuted.`;
-    }
-  } else {
-    const offline = table.all().filter((factory) => factory.online === false).length;
-    if (offline > 0) {
-      text = `${offline} of ${table.size} factories are offline. ${keep}: they get it only if they come back by then.`;
-    }
-  }
+  const text = canCommand() ? offlineWarning(target, (ttlSeconds() ?? DEFAULT_TTL_SECONDS) * 1000) : null;
   const warning = $("command-warning");
-  if (warning.textContent !== text) warning.textContent = text;
-  warning.hidden = !text;
-  $("command-send").textContent = offlineTarget ? "Send anyway" : "Send";
+  if (warning.textContent !== (text ?? "")) warning.textContent = text ?? "";
+  warning.hidden = text === null;
+  $("command-send").textContent = text !== null && target ? "Send anyway" : "Send";
 }
 
 function commandPayload() {

@@ -115,7 +115,7 @@ export class FactoryTable {
       const entry = presenceEntry(data);
       if (!entry) continue;
       listed.add(entry.username.toLowerCase());
-      this.presence(entry);
+      this._applyPresence(entry);
       if (data.status && typeof data.status === "object") this.status(data.status, { live: false });
     }
     for (const [key, factory] of this.factories) {
@@ -125,14 +125,18 @@ export class FactoryTable {
     this._changed();
   }
 
-  /** A presence entry (snapshot or PRESENCE_UPDATE), applied if it is the latest. */
+  /** A PRESENCE_UPDATE's `d`, applied if it is the latest. */
   presence(data) {
     const entry = presenceEntry(data);
-    if (!entry) return;
+    if (entry && this._applyPresence(entry)) this._changed();
+  }
+
+  /** True if `entry` was the latest for its factory, and so applied. */
+  _applyPresence(entry) {
     const factory = this._ensure(entry.username);
-    if (!factory || !supersedes(factory, entry)) return;
+    if (!factory || !supersedes(factory, entry)) return false;
     this._setPresence(factory, entry);
-    this._changed();
+    return true;
   }
 
   /** A status dispatch's `d` (`{id, from, target, payload, ts}`), live or from the snapshot. */
@@ -149,7 +153,6 @@ export class FactoryTable {
     factory.row.dataset.updates = String(factory.updates);
     this._renderReadings(factory);
     this._renderConnection(factory);
-    this.updateScrollHint();
     if (first && live) this.handlers.onFirstStatus?.(factory.name);
   }
 
@@ -161,10 +164,11 @@ export class FactoryTable {
     }
   }
 
-  /** Once a second: the relative times. */
+  /** Once a second: the relative times, and the scroll hint (statuses may widen the table). */
   tick() {
     const now = serverClock.now();
     for (const factory of this.factories.values()) this._renderTimes(factory, now);
+    this.updateScrollHint();
   }
 
   /** Show the sideways-scroll hint only while the table is wider than its box. */
@@ -317,7 +321,7 @@ export class FactoryTable {
 function insertSorted(parent, element, name, keyOf) {
   const after = Array.from(parent.children).find((child) => {
     const key = keyOf(child);
-    return key !== null && key !== undefined && key.localeCompare(name) > 0;
+    return key !== null && key !== undefined && key > name;
   });
   parent.insertBefore(element, after ?? null);
 }
