@@ -4,7 +4,7 @@
 // screen, marked stale. Times from the relay (`since`, a status's `ts`) are on the
 // server's clock: shown relative to the server's "now", absolute (local) on hover.
 
-import { elapsed, formatValue, labelOf, orderedKeys, timeElement } from "./labels.js";
+import { dateAndTime, elapsed, formatValue, labelOf, orderedKeys, timeElement } from "./labels.js";
 import { Presence, presenceEntry, presenceOf, supersedes } from "./presence.js";
 import { serverClock } from "./renewal.js";
 
@@ -67,6 +67,7 @@ export class FactoryTable {
     this.factories = new Map(); // lower-case username → factory
     this.selected = null;
     this.presenceKnown = false; // a snapshot arrived: a factory it did not list is offline
+    this.pending = null; // while a snapshot is applied: the factories to render at its end
   }
 
   get size() {
@@ -111,6 +112,7 @@ export class FactoryTable {
    */
   snapshot(entries) {
     const listed = new Set();
+    this.pending = new Set(); // each factory rendered once, at the end
     for (const data of entries) {
       const entry = presenceEntry(data);
       if (!entry) continue;
@@ -121,6 +123,9 @@ export class FactoryTable {
     for (const [key, factory] of this.factories) {
       if (!listed.has(key)) this._setPresence(factory, { online: false, since: null });
     }
+    const pending = this.pending;
+    this.pending = null;
+    for (const factory of pending) this._render(factory);
     this.presenceKnown = true;
     this._changed();
   }
@@ -151,8 +156,12 @@ export class FactoryTable {
     factory.status = { payload: asReadings(d.payload), ts };
     factory.updates += 1;
     factory.row.dataset.updates = String(factory.updates);
-    this._renderReadings(factory);
-    this._renderConnection(factory);
+    if (this.pending) this.pending.add(factory);
+    else if (first) this._render(factory); // the status's age appears
+    else {
+      this._renderReadings(factory);
+      this._renderTimes(factory, serverClock.now());
+    }
     if (first && live) this.handlers.onFirstStatus?.(factory.name);
   }
 
@@ -189,9 +198,8 @@ export class FactoryTable {
     if (wasOnline === online && factory.since === since) return;
     factory.online = online;
     factory.since = since;
-    this._renderConnection(factory);
-    this._renderReadings(factory);
-    this._renderTarget(factory);
+    if (this.pending) this.pending.add(factory);
+    else this._render(factory);
     if (wasOnline !== null && wasOnline !== online) this.handlers.onPresenceChange?.(factory, wasOnline);
   }
 
@@ -233,10 +241,15 @@ export class FactoryTable {
     insertSorted(this.elements.targets, factory.option, name, (option) => option.value || null);
     this.elements.empty.hidden = true;
     this._renderName(factory);
+    if (this.pending) this.pending.add(factory);
+    else this._render(factory);
+    return factory;
+  }
+
+  _render(factory) {
     this._renderConnection(factory);
     this._renderReadings(factory);
     this._renderTarget(factory);
-    return factory;
   }
 
   _renderName(factory) {
@@ -268,11 +281,13 @@ export class FactoryTable {
     }
     line.firstChild.setAttribute("aria-hidden", "true");
     factory.cells.connection.replaceChildren(line, since, age);
+    factory.sinceElement = since;
+    factory.ageElement = age.querySelector('[data-key="last-seen"]');
     this._renderTimes(factory, serverClock.now());
   }
 
   _renderTimes(factory, now) {
-    const since = factory.cells.connection.querySelector(".presence-since");
+    const since = factory.sinceElement;
     if (factory.since === null) {
       const text = factory.online === false ? "not seen lately" : "";
       if (since.textContent !== text) since.replaceChildren(text);
@@ -281,12 +296,12 @@ export class FactoryTable {
       const time = since.firstElementChild;
       if (time?.textContent !== text) since.replaceChildren(timeElement(localTime(factory.since), text));
     }
-    const age = factory.cells.connection.querySelector('[data-key="last-seen"]');
+    const age = factory.ageElement;
     if (age && factory.status) {
       const text = `${elapsed(now - factory.status.ts)} ago`;
       if (age.textContent !== text) {
         age.textContent = text;
-        age.title = new Date(localTime(factory.status.ts)).toLocaleString();
+        age.title = dateAndTime(new Date(localTime(factory.status.ts)));
       }
       const late = factory.online !== false && now - factory.status.ts >= LATE_AFTER_SECONDS * 1000;
       factory.row.classList.toggle("late", late);
@@ -297,9 +312,24 @@ export class FactoryTable {
     const cell = factory.cells.readings;
     if (factory.status === null) {
       cell.replaceChildren(span("hint", "no status received yet"));
+      factory.values = null;
       return;
     }
-    const readings = readingsList(factory.status.payload);
+    const { payload } = factory.status;
+    const keys = orderedKeys(payload);
+    const shape = `${factory.online === false}|${keys.join("\u0000")}`;
+    if (factory.values && factory.shape === shape) {
+      // The same keys as the last status (the usual case): only the values change.
+      for (const key of keys) {
+        const text = formatValue(payload[key]);
+        const value = factory.values.get(key);
+        if (value.textContent !== text) value.textContent = text;
+      }
+      return;
+    }
+    const readings = readingsList(payload);
+    factory.shape = shape;
+    factory.values = new Map(Array.from(readings.querySelectorAll("dd"), (value) => [value.dataset.key, value]));
     cell.replaceChildren(readings);
     if (factory.online === false) {
       const note = document.createElement("p");
@@ -319,6 +349,11 @@ export class FactoryTable {
 
 /** Insert `element` before the first child whose key sorts after `name` (children without a key stay first). */
 function insertSorted(parent, element, name, keyOf) {
+  const last = parent.lastElementChild;
+  if (last === null || (keyOf(last) ?? "") < name) {
+    parent.append(element); // the snapshot and the accounts come sorted by name: the usual case
+    return;
+  }
   const after = Array.from(parent.children).find((child) => {
     const key = keyOf(child);
     return key !== null && key !== undefined && key > name;

@@ -91,9 +91,19 @@ export function elapsed(ms) {
   return `${Math.floor(seconds / DAY_S)} d ${Math.floor((seconds % DAY_S) / HOUR_S)} h`;
 }
 
+// One formatter each, made once: `toLocaleString` builds a new one on every call, which
+// a table of a few thousand factories notices.
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const DATE_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "medium" });
+
 /** `14:05:03`: a time of day on this browser's clock (24 h). */
 export function clock(date = new Date()) {
-  return date.toLocaleTimeString([], { hour12: false });
+  return TIME_OF_DAY.format(date);
+}
+
+/** The date and time in full, for a tooltip. */
+export function dateAndTime(date) {
+  return DATE_AND_TIME.format(date);
 }
 
 /** A `<time>` element: `text` shown, the full date and time on hover, `datetime` for machines. */
@@ -101,7 +111,7 @@ export function timeElement(localMs, text) {
   const element = document.createElement("time");
   const date = new Date(localMs);
   element.dateTime = date.toISOString();
-  element.title = date.toLocaleString();
+  element.title = dateAndTime(date);
   element.textContent = text;
   return element;
 }
