@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.console.conftest import FACTORY, OPERATOR, Console, Stack
-from tests.console.pages import Page, expect, log_in, send_command
+from tests.console.pages import Page, expect, factory_row, log_in, send_command
 from tests.console.stand_in import StandInRelay, entry, now_ms
 
 if TYPE_CHECKING:
@@ -211,3 +211,20 @@ def test_an_expiry_out_of_range_is_not_sent(console: Console, stack: Stack) -> N
     command_id = send_command(page, "stop")
     sent = relay.wait_for_commands(page, 1)
     assert [(command["id"], command["ttl_ms"]) for command in sent] == [(command_id, 3_600_000)]
+
+
+def test_a_viewer_is_not_warned_about_what_it_cannot_send(console: Console, stack: Stack) -> None:
+    viewer = "viewer-9"
+    stack.create_user(viewer, "viewer")
+    page = console.page
+    start = now_ms()
+    StandInRelay(
+        page,
+        [entry(PRESS, online=False, since=start - MINUTE_MS)],
+        user={"id": "9", "username": viewer, "type": "viewer"},
+    )
+    log_in(page, stack, viewer)
+    expect(factory_row(page, PRESS)).to_have_attribute("data-presence", "offline")
+    page.select_option("#command-target", PRESS)
+    expect(page.locator("#command-send")).to_be_disabled()
+    expect(page.locator("#command-warning")).to_be_hidden()
