@@ -168,15 +168,16 @@ const table = new FactoryTable(
   },
   {
     onSelect: (name) => selectFactory(name),
-    onPresenceChange: (factory) => logPresence(factory),
+    onPresenceChange: (factory, before) => logPresence(factory, before),
     onFirstStatus: (name) => logEvent("factory", `${name} reported its first status`, { factory: name }),
     onChange: () => updateTargetWarning(),
   },
 );
 
-/** A factory went offline or came back: a line in the log (the time it happened on hover). */
-function logPresence(factory) {
-  const text = factory.online ? `${factory.name} is online again` : `${factory.name} went offline`;
+/** A factory went offline or came online: a line in the log (the time it happened on hover). */
+function logPresence(factory, before) {
+  let text = `${factory.name} went offline`;
+  if (factory.online) text = before.since === null ? `${factory.name} came online` : `${factory.name} is online again`;
   const parts = [text];
   const at = factory.since === null ? null : localTime(factory.since);
   if (at !== null && Date.now() - at >= PRESENCE_LOG_DELAY_MS) {

@@ -57,8 +57,8 @@ function span(className, text = "") {
 }
 
 /**
- * Handlers: onSelect(name) (a row clicked), onPresenceChange(factory, wasOnline) (a known
- * presence flipped), onFirstStatus(name), onChange() (anything the command form shows).
+ * Handlers: onSelect(name) (a row clicked), onPresenceChange(factory, before) (a known
+ * presence flipped; `before`: the `{online, since}` it replaced), onFirstStatus(name), onChange() (anything the command form shows).
  */
 export class FactoryTable {
   constructor(elements, handlers) {
@@ -194,13 +194,13 @@ export class FactoryTable {
   }
 
   _setPresence(factory, { online, since }) {
-    const wasOnline = factory.online;
-    if (wasOnline === online && factory.since === since) return;
+    const before = { online: factory.online, since: factory.since };
+    if (before.online === online && before.since === since) return;
     factory.online = online;
     factory.since = since;
     if (this.pending) this.pending.add(factory);
     else this._render(factory);
-    if (wasOnline !== null && wasOnline !== online) this.handlers.onPresenceChange?.(factory, wasOnline);
+    if (before.online !== null && before.online !== online) this.handlers.onPresenceChange?.(factory, before);
   }
 
   /** The factory's record, created with its row and target option; null past the limit. */

@@ -167,6 +167,8 @@ def test_a_factory_the_new_snapshot_leaves_out_is_offline(
     expect(factory_row(page)).to_have_attribute("data-presence", "offline")
     expect(cell(page, "since")).to_have_text("not seen lately")
     expect(presence_log(page, FACTORY)).to_contain_text(f"{FACTORY} went offline")
+    relay.presence(FACTORY, online=True, since=now_ms())
+    expect(presence_log(page, FACTORY).first).to_contain_text(f"{FACTORY} came online")
 
 
 def test_statuses_update_the_readings_of_an_online_factory(
