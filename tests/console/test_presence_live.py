@@ -27,6 +27,8 @@ LATHE = "lathe-9"
 PRESENCE_TIMEOUT_MS = 30_000
 """Bounded wait for a presence change: the grace (5 s) and the bridge's restart, with room."""
 SHORT_TTL_SECONDS = 2
+LONG_TTL_SECONDS = 120
+"""Long enough for the bridge to come back and resume."""
 STATUSES_AFTER_RETURN = 3
 
 
@@ -137,3 +139,20 @@ def test_a_command_to_an_offline_factory_ends_as_expired(
     expect(command).to_have_attribute("data-state", "expired")
     answers = page.locator(f'#event-log li[data-command-id="{command_id}"][data-factory="{LATHE}"]')
     expect(answers).to_have_count(0)
+
+
+def test_a_command_to_an_offline_factory_is_acknowledged_when_it_comes_back_in_time(
+    console: Console, stack: Stack, online_lathe: ServiceProcess
+) -> None:
+    """The relay keeps the command for its `ttl_ms`; the bridge resumes and executes it."""
+    page = console.page
+    log_in(page, stack, OPERATOR)
+    wait_until_offline(page, online_lathe)
+    page.fill("#command-ttl", str(LONG_TTL_SECONDS))
+    command_id = send_command(page, "start", rpm=700, target=LATHE)
+    command = page.locator(f'#commands li[data-command-id="{command_id}"]')
+    expect(command.locator('[data-key="state"]')).to_contain_text(f"{LATHE} was offline when sent")
+    online_lathe.start()
+    expect(command).to_have_attribute("data-state", "acknowledged", timeout=PRESENCE_TIMEOUT_MS)
+    expect(cell(page, "target_rpm", LATHE)).to_have_text("700")
+    console.screenshot("42-live-command-delivered-on-return")
