@@ -170,7 +170,7 @@ export class CommandTracker {
   }
 
   _update(command, now = Date.now()) {
-    const sent = `sent ${clock(new Date(command.sentAt))}, expires after ${elapsed(command.ttlMs)}`;
+    const sent = `sent ${clock(new Date(command.sentAt))}, expires after ${elapsed(command.ttlMs)} at ${clock(new Date(command.expiresAt))}`;
     const timing = command.open ? `${sent} (in ${elapsed(command.expiresAt - now + 999)})` : sent;
     const state = this.stateText(command);
     command.item.dataset.state = command.state;

@@ -93,7 +93,7 @@ export function elapsed(ms) {
 
 // One formatter each, made once: `toLocaleString` builds a new one on every call, which
 // a table of a few thousand factories notices.
-const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 const DATE_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "medium" });
 
 /** `14:05:03`: a time of day on this browser's clock (24 h). */
