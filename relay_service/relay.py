@@ -16,7 +16,6 @@ import os
 import socket
 from functools import partial
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -35,6 +34,8 @@ from relay_service.session import Session
 from shared.identity import UserType
 from shared.logging import get_logger
 from shared.protocol import CloseCode, ProtocolError, ResumeData
+from shared.redis_connect import ClientOptions, RedisClient
+from shared.redis_connect import redis_client as connect_redis
 from shared.revocation import RedisRevocations
 from shared.tokens import InvalidTokenError, TokenClaims, TokenVerifier
 
@@ -98,7 +99,9 @@ class Relay:
         channel."""
         await self.verifier.start()
         self.broker.on_resubscribed = self._fill_gaps
-        for channel in (*self._control, *self.channels.audiences):
+        for channel in self._control:
+            await self.broker.subscribe(channel, control=True)
+        for channel in self.channels.audiences:
             await self.broker.subscribe(channel)
         await self.broker.connect()
         await self.presence.start()
@@ -179,8 +182,9 @@ def replica_name() -> str:
     return f"relay:{socket.gethostname()}:{os.getpid()}"
 
 
-def redis_client(settings: RelaySettings) -> Redis | None:
-    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker).
+def redis_client(settings: RelaySettings) -> RedisClient | None:
+    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker),
+    to one server, to Sentinel's current master, or to a cluster (`shared.redis_connect`).
 
     No `socket_timeout`: redis-py bounds each write with `asyncio.wait_for` (a task per
     command on Python 3.11). Every caller bounds its whole call, retries included, with
@@ -189,17 +193,17 @@ def redis_client(settings: RelaySettings) -> Redis | None:
     """
     if settings.redis_url is None:
         return None
-    pool = BlockingConnectionPool.from_url(
+    return connect_redis(
         settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        timeout=REDIS_POOL_WAIT_SECONDS,
-        socket_keepalive=True,
-        socket_timeout=None,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        health_check_interval=10,
-        client_name=replica_name(),
-        # A pool built directly gets no retry; without one, the first command on each
-        # connection left stale by a Redis restart fails (a published message is lost).
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),
+        ClientOptions(
+            connect_timeout_seconds=settings.redis_timeout_seconds,
+            max_connections=REDIS_POOL_SIZE,
+            pool_wait_seconds=REDIS_POOL_WAIT_SECONDS,
+            keepalive=True,
+            health_check_interval=10,
+            client_name=replica_name(),
+            # A pool built directly gets no retry; without one, the first command on each
+            # connection left stale by a Redis restart (or a failover) fails.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),
+        ),
     )
-    return Redis.from_pool(pool)

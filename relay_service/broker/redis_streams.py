@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 from relay_service.streams import Kept
+from shared.redis_connect import RedisClient
+
+AnyPipeline = Pipeline | ClusterPipeline
 
 META_RETENTION_SECONDS = 7 * 86_400
 
@@ -84,8 +87,11 @@ return {meta[1], meta[2], meta[3], meta[4], kept}
 
 
 class RedisStreams:
+    """Both scripts run by their SHA1 (`EVALSHA`, sent as a raw command: a cluster pipeline
+    refuses redis-py's `evalsha` method but routes the command by its keys' slot)."""
+
     def __init__(
-        self, client: Redis, *, history_size: int, log_ttl_ms: int, publish_command: str
+        self, client: RedisClient, *, history_size: int, log_ttl_ms: int, publish_command: str
     ) -> None:
         self._client = client
         # Encoded once: the publisher passes them with every append.
@@ -97,15 +103,17 @@ class RedisStreams:
         self._read_sha = _sha1(READ)
 
     async def load(self) -> None:
-        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer)."""
+        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer); on a
+        cluster, every master."""
         for script in (APPEND, READ):
             await self._client.script_load(script)
 
-    def append(self, pipe: Pipeline, keys: StreamKeys, message: StreamMessage) -> None:
+    def append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
         """Queue the append script on the publisher's pipeline (EVALSHA: a Redis that lost
         its scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
         head, name, body_head = message
-        pipe.evalsha(
+        pipe.execute_command(
+            "EVALSHA",
             self._append_sha,
             2,
             keys.log,
@@ -133,7 +141,8 @@ class RedisStreams:
     async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[list[object]]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, after in reads:
-                pipe.evalsha(
+                pipe.execute_command(
+                    "EVALSHA",
                     self._read_sha,
                     2,
                     keys.log,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
-from redis.asyncio import Redis
 
 from relay_service import frames
+from relay_service.broker.links import publish_command
 from relay_service.channels import Channels
 from relay_service.config import RelaySettings
 from relay_service.frames import Dispatch
@@ -19,6 +19,7 @@ from relay_service.presence.store import PresenceStore
 from relay_service.presence.tracker import Presence
 from shared.clock import now_ms
 from shared.protocol import Op
+from shared.redis_connect import RedisClient
 
 PRESENCE_UPDATE = "PRESENCE_UPDATE"
 SNAPSHOT_SHARE = 2
@@ -31,7 +32,7 @@ _STATUS_HEAD = b'"d":'
 
 def presence_for(
     settings: RelaySettings,
-    client: Redis | None,
+    client: RedisClient | None,
     channels: Channels,
     *,
     publish: Callable[[str, bytes], None],
@@ -49,6 +50,7 @@ def presence_for(
             channel_of=channels.observer_shard,
             timeout_seconds=settings.redis_timeout_seconds,
             retention_seconds=settings.presence_retention_seconds,
+            publish_command=publish_command(client),
         )
 
     def notify(username: str, online: bool, since: int) -> None:

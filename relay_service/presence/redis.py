@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from relay_service.presence.keys import ONLINE_SCORE, PresenceKeys, sessions_field
 from relay_service.presence.store import Stored
+from shared.redis_connect import RedisClient
 
 LOAD_BATCH = 500
 """Factories read per round trip when loading the snapshot."""
@@ -93,7 +93,7 @@ return 0
 class RedisStore:
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         keys: PresenceKeys,
         *,
         channel_of: Callable[[str], str],
@@ -143,7 +143,7 @@ class RedisStore:
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.sadd(keys.replica(replica), username)
             pipe.zadd(keys.index, {username: ONLINE_SCORE})
-            pipe.evalsha(self._join.sha, 1, keys.factory(username), *args)
+            pipe.execute_command("EVALSHA", self._join.sha, 1, keys.factory(username), *args)
             *_, went_online = await pipe.execute()
         return bool(went_online)
 
@@ -194,14 +194,19 @@ class RedisStore:
     async def save_statuses(self, statuses: list[tuple[str, bytes, int]]) -> None:
         """One pipeline (not a transaction: each status is its own factory's)."""
         async with asyncio.timeout(self._timeout):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for username, status, ts_ms in statuses:
-                    await self._status(
-                        keys=[self._keys.factory(username)],
-                        args=[username, status, ts_ms, self._retention],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            try:
+                await self._save_statuses(statuses)
+            except NoScriptError:  # a restarted or emptied Redis forgot the script
+                await self._client.script_load(STATUS)
+                await self._save_statuses(statuses)
+
+    async def _save_statuses(self, statuses: list[tuple[str, bytes, int]]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for username, status, ts_ms in statuses:
+                key = self._keys.factory(username)
+                args = (username, status, ts_ms, self._retention)
+                pipe.execute_command("EVALSHA", self._status.sha, 1, key, *args)
+            await pipe.execute()
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
         async with asyncio.timeout(self._timeout):
