@@ -7,6 +7,13 @@ ACK between two beats as a dead connection, and reconnects as the close-code tab
 4004, never on the codes that mean the client is wrong. A few minutes before its token
 expires it gets a fresh one (from its credentials or token provider) and sends it on the
 live session (op 7), so the session never ends with its token.
+
+A factory's client keeps its place in the relay's command streams (`relay_client.cursors`):
+it resumes from the last cursor received on every reconnect, drops a dispatch it already
+has and one past its `expires_at`, and with a `state_file` keeps, across its own
+restarts, the cursor of the last message the application finished with
+(`relay_client.state`). An observer's client keeps the factories' presence
+(`relay_client.presence`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -26,13 +34,23 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
+from relay_client.cursors import Cursor, CursorBook, dispatch_cursor, parse_cursors
 from relay_client.policy import Reconnect, reconnect_policy
+from relay_client.presence import FactoryPresence, PresenceBook
+from relay_client.state import (
+    DEFAULT_REMEMBERED_IDS,
+    ClientState,
+    RecentIds,
+    load_state,
+    save_state,
+)
 from shared.logging import get_logger
 from shared.protocol import DISPATCH_OPS, RESERVED_EVENT_NAMES, Op
 
 log = get_logger(__name__)
 
 TokenProvider = Callable[[], Awaitable[str]]
+PresenceListener = Callable[[FactoryPresence], None]
 CLOSE_TIMEOUT_SECONDS = 2.0
 REFRESH_MARGIN_SECONDS = 300.0
 """Refresh this long before the token expires, or a quarter of its life if that is shorter."""
@@ -40,6 +58,9 @@ REFRESH_RETRY_SECONDS = 10.0
 SERVER_EVENTS = RESERVED_EVENT_NAMES
 """Events of the server's own (READY, REFRESHED, DELIVERY_FAILED, …): handled here, never
 yielded as a message from another user."""
+DEFAULT_CLOCK_SKEW_MS = 2_000
+"""How far past its `expires_at` a dispatch is still taken: clocks are only nearly in step."""
+FACTORY = "factory"
 
 
 def refresh_delay(token: str, now: float) -> float:
@@ -85,10 +106,18 @@ class Message:
     payload: Any
     ts: int
     sequence: int
+    expires_at: int | None = None
+    """To factories: when the relay stops delivering it (ms since the epoch); act on it
+    no later (`RelayClient.expired`)."""
+    stream: str | None = None
+    """To factories: `all` or `own`, the stream `cursor` counts in."""
+    cursor: Cursor | None = None
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> Message:
         d = frame["d"]
+        stream, cursor = dispatch_cursor(d) or (None, None)
+        expires_at = d.get("expires_at")
         return cls(
             op=frame["op"],
             name=frame.get("t"),
@@ -98,11 +127,21 @@ class Message:
             payload=d.get("payload"),
             ts=d["ts"],
             sequence=frame["s"],
+            expires_at=expires_at if isinstance(expires_at, int) else None,
+            stream=stream,
+            cursor=cursor,
         )
 
 
 class RelayClient:
-    """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`."""
+    """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`.
+
+    Factories: `state_file` keeps the cursors (and `remembered_ids` executed command ids)
+    across restarts; a dispatch more than `clock_skew_ms` past its `expires_at` is
+    dropped, unless `deliver_expired` (then the application answers it, see `expired`).
+    Observers: `factories` is the presence of every factory; `on_presence` is called
+    with each entry that changed.
+    """
 
     def __init__(
         self,
@@ -115,6 +154,11 @@ class RelayClient:
         password: str | None = None,
         backoff: Backoff | None = None,
         queue_size: int = 10_000,
+        state_file: str | Path | None = None,
+        remembered_ids: int = DEFAULT_REMEMBERED_IDS,
+        clock_skew_ms: int = DEFAULT_CLOCK_SKEW_MS,
+        deliver_expired: bool = False,
+        on_presence: PresenceListener | None = None,
     ) -> None:
         self._url = url
         self._token = token
@@ -132,6 +176,20 @@ class RelayClient:
         self.user: Sender | None = None
         self.session_id: str | None = None
         self.sessions_opened = 0
+        self._state_file = None if state_file is None else Path(state_file)
+        self._remembered_ids = remembered_ids
+        self._state_loaded = False
+        self._save_lock = asyncio.Lock()
+        self.state = ClientState(executed=RecentIds(remembered_ids))
+        """Per stream, the cursor of the last message the application finished with, and
+        the ids of the commands it executed: what `state_file` keeps."""
+        self._received = CursorBook()
+        self._clock_skew_ms = clock_skew_ms
+        self._deliver_expired = deliver_expired
+        self._replaying: dict[str, int] = {}
+        self._ready_ms = 0
+        self._presence = PresenceBook()
+        self._on_presence = on_presence
 
     async def __aenter__(self) -> RelayClient:
         await self.start()
@@ -171,23 +229,79 @@ class RelayClient:
     def connected(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def cursors(self) -> dict[str, Cursor]:
+        """Per stream, the last cursor received: what the next reconnect resumes from."""
+        return self._received.snapshot()
+
+    @property
+    def factories(self) -> dict[str, FactoryPresence]:
+        """Observers: every factory the relay reported, by username (a copy)."""
+        return dict(self._presence.factories)
+
+    def expired(self, message: Message, now_ms: int | None = None) -> bool:
+        """Whether `message` is past its `expires_at` (plus the allowed clock skew).
+
+        Check it again right before acting: a message can expire while it waits.
+        """
+        if message.expires_at is None:
+            return False
+        now_ms = _now_ms() if now_ms is None else now_ms
+        return now_ms > message.expires_at + self._clock_skew_ms
+
+    async def commit(self, message: Message) -> None:
+        """The application is done with `message` (acted on it, or refused it).
+
+        A restart resumes after the last message committed. With a `state_file`, the
+        file is written before this returns: commit after acting, before acknowledging.
+        Iterating the client commits each message when the next one is asked for.
+        """
+        if message.stream is None or message.cursor is None:
+            return
+        current = self._received.get(message.stream)
+        epoch = None if current is None else current.epoch
+        if self.state.commit(message.stream, message.cursor, epoch):
+            await self._save_state()
+
+    async def remember_executed(self, message_id: str) -> None:
+        """Remember a command's id as executed (`state.executed`; saved before this returns),
+        so that the command is not executed again when it comes twice, even after a restart.
+        """
+        if message_id not in self.state.executed:
+            self.state.executed.add(message_id)
+            await self._save_state()
+
     # -- sending ------------------------------------------------------------------
 
     async def send_command(
-        self, payload: Any, *, target: str | None = None, id: str | None = None
+        self,
+        payload: Any,
+        *,
+        target: str | None = None,
+        id: str | None = None,
+        ttl_ms: int | None = None,
     ) -> None:
-        """Op 4 (operators, admins): to every factory, or only to `target`."""
-        await self._send(Op.COMMAND, _data(payload, target=target, id=id))
+        """Op 4 (operators, admins): to every factory, or only to `target`; it expires
+        `ttl_ms` after the relay stamps it (the relay's default if not given)."""
+        await self._send(Op.COMMAND, _data(payload, target=target, id=id, ttl_ms=ttl_ms))
 
     async def send_status(self, payload: Any, *, id: str | None = None) -> None:
         """Op 5 (factories): to every admin, operator and viewer."""
         await self._send(Op.STATUS, _data(payload, id=id))
 
     async def send_event(
-        self, name: str, payload: Any, *, target: str | None = None, id: str | None = None
+        self,
+        name: str,
+        payload: Any,
+        *,
+        target: str | None = None,
+        id: str | None = None,
+        ttl_ms: int | None = None,
     ) -> None:
-        """Op 6: a factory's goes to every observer; an operator's to factories."""
-        await self._send(Op.EVENT, _data(payload, target=target, id=id), name=name)
+        """Op 6: a factory's goes to every observer; an operator's to factories (then
+        `ttl_ms` as for a command)."""
+        data = _data(payload, target=target, id=id, ttl_ms=ttl_ms)
+        await self._send(Op.EVENT, data, name=name)
 
     async def _send(self, op: Op, data: dict[str, Any], name: str | None = None) -> None:
         """Send on the current session, waiting for one if the client is reconnecting."""
@@ -209,6 +323,7 @@ class RelayClient:
             if isinstance(item, ClientStoppedError):
                 raise item
             yield item
+            await self.commit(item)  # the application asked for the next: done with this one
 
     # -- the connection loop --------------------------------------------------------
 
@@ -260,9 +375,11 @@ class RelayClient:
     async def _serve(self, ws: ClientConnection, token: str) -> None:
         hello = orjson.loads(await ws.recv())
         interval = hello["d"]["heartbeat_interval"] / 1000
-        await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": {"token": token}}), text=True)
+        await self._load_state(token)
+        await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": self._identify(token)}), text=True)
         ready = orjson.loads(await ws.recv())
         self._on_ready(ws, ready)
+        await self._save_state()
         heart = asyncio.create_task(self._beat(ws, interval))
         refresher = asyncio.create_task(self._refresh_before_expiry(ws))
         try:
@@ -278,9 +395,22 @@ class RelayClient:
         if heart.done() and not heart.cancelled() and heart.exception():
             raise _ZombieConnectionError
 
+    def _identify(self, token: str) -> dict[str, Any]:
+        """Identify's `d`: a factory adds the cursors it resumes from (if it has any)."""
+        identify: dict[str, Any] = {"token": token}
+        resume = self._received.resume()
+        if resume and _unverified_claims(token).get("type") == FACTORY:
+            identify["resume"] = resume
+        return identify
+
     def _on_ready(self, ws: ClientConnection, ready: dict[str, Any]) -> None:
         self.user = Sender(**ready["d"]["user"])
         self.session_id = ready["d"]["session_id"]
+        cursors = parse_cursors(ready["d"].get("cursors"))
+        if cursors:
+            self._start_streams(cursors, ready["d"].get("resumed"))
+        if "factories" in ready["d"]:
+            self._notify(self._presence.snapshot(ready["d"]["factories"]))
         self._last_sequence = ready.get("s")
         self._ws = ws
         self._acked = True
@@ -288,18 +418,114 @@ class RelayClient:
         self._backoff.reset()
         self._ready.set()
 
+    def _start_streams(self, cursors: dict[str, Cursor], resumed: Any) -> None:
+        """READY's cursors: where each stream starts, and whether it resumed (logged).
+
+        A stream that started afresh is committed at its new start at once, so a restart
+        before its first message resumes from there, not from a cursor the relay refused.
+        """
+        asked = self._received.snapshot()
+        self._received.start(cursors)
+        self._ready_ms = _now_ms()
+        self._replaying = {}
+        for stream, cursor in cursors.items():
+            was_resumed = isinstance(resumed, dict) and resumed.get(stream) is True
+            if was_resumed:
+                self._replaying[stream] = 0
+                self.state.cursors.setdefault(stream, cursor)
+                log.info("relay_stream_resumed", stream=stream, **cursor.to_json())
+            else:
+                self.state.cursors[stream] = cursor
+                reason = "not resumable" if stream in asked else "no cursor to resume from"
+                log.info("relay_stream_afresh", stream=stream, reason=reason, **cursor.to_json())
+
     def _on_frame(self, frame: dict[str, Any]) -> None:
         if frame["op"] == Op.HEARTBEAT_ACK:
             self._acked = True
+            self._replay_done()
             return
         self._last_sequence = frame.get("s", self._last_sequence)
         if frame.get("t") in SERVER_EVENTS:
             self._on_server_event(frame["t"], frame["d"])
         elif frame["op"] in DISPATCH_OPS:
-            self._messages.put_nowait(Message.from_frame(frame))
+            message = Message.from_frame(frame)
+            if message.op == Op.STATUS:
+                self._notify([self._presence.status(message.sender.username, frame["d"])])
+            if self._admit(message):
+                self._messages.put_nowait(message)
+
+    def _admit(self, message: Message) -> bool:
+        """Whether the application gets this dispatch: not a duplicate, not expired."""
+        if message.stream is not None and message.cursor is not None:
+            if not self._received.accept(message.stream, message.cursor):
+                log.info("relay_duplicate_dropped", id=message.id, stream=message.stream)
+                return False
+            self._count_replayed(message)
+        if self.expired(message):
+            log.warning(
+                "relay_expired_dispatch",
+                id=message.id,
+                expires_at=message.expires_at,
+                dropped=not self._deliver_expired,
+            )
+            return self._deliver_expired
+        return True
+
+    def _count_replayed(self, message: Message) -> None:
+        """A stream message stamped before READY was missed and replayed; the first one
+        stamped after it (or the first heartbeat ACK) ends the replay."""
+        if not self._replaying:
+            return
+        if message.ts >= self._ready_ms:
+            self._replay_done()
+        elif message.stream in self._replaying:
+            self._replaying[message.stream] += 1
+
+    def _replay_done(self) -> None:
+        if self._replaying:
+            log.info("relay_replayed", **self._replaying)
+            self._replaying = {}
+
+    def _notify(self, changed: list[FactoryPresence]) -> None:
+        if self._on_presence is None:
+            return
+        for entry in changed:
+            try:
+                self._on_presence(entry)
+            except Exception as error:  # the application's listener: never the connection's end
+                log.warning("relay_presence_listener_failed", error=repr(error))
+
+    async def _load_state(self, token: str) -> None:
+        """Once, before the first Identify: the state file of the token's user, if any."""
+        if self._state_loaded:
+            return
+        self._state_loaded = True
+        username = _unverified_claims(token).get("name")
+        username = username if isinstance(username, str) else None
+        if self._state_file is None:
+            self.state.username = username
+            return
+        self.state = await asyncio.to_thread(
+            load_state, self._state_file, username, self._remembered_ids
+        )
+        self._received = CursorBook(self.state.cursors)
+
+    async def _save_state(self) -> None:
+        """Write the state file (if any) with the state as it is now; a failure is logged."""
+        if self._state_file is None:
+            return
+        async with self._save_lock:
+            content = orjson.dumps(self.state.to_json())
+            try:
+                await asyncio.to_thread(save_state, self._state_file, content)
+            except OSError as error:
+                log.warning("relay_state_not_saved", path=str(self._state_file), error=str(error))
 
     def _on_server_event(self, name: str, data: dict[str, Any]) -> None:
-        if name == "REFRESHED":
+        if name == "PRESENCE_UPDATE":
+            changed = self._presence.update(data)
+            self._notify([] if changed is None else [changed])
+        elif name == "REFRESHED":
             self._refreshed.set()
             log.info("relay_session_refreshed", expires_at=data.get("exp"))
         elif name == "DELIVERY_FAILED":
@@ -368,8 +594,24 @@ class RelayClient:
             self._messages.put_nowait(error)
 
 
-def _data(payload: Any, **optional: str | None) -> dict[str, Any]:
-    return {"payload": payload, **{key: value for key, value in optional.items() if value}}
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """The token's claims, unchecked: only to know whose it is (the relay checks it)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _data(payload: Any, **optional: str | int | None) -> dict[str, Any]:
+    return {
+        "payload": payload,
+        **{key: value for key, value in optional.items() if value is not None and value != ""},
+    }
 
 
 def _credentials_provider(
