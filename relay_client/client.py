@@ -379,7 +379,8 @@ class RelayClient:
         await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": self._identify(token)}), text=True)
         ready = orjson.loads(await ws.recv())
         self._on_ready(ws, ready)
-        await self._save_state()
+        await self._save_state()  # where a restart resumes, before anything is handed over
+        self._ready.set()
         heart = asyncio.create_task(self._beat(ws, interval))
         refresher = asyncio.create_task(self._refresh_before_expiry(ws))
         try:
@@ -416,7 +417,6 @@ class RelayClient:
         self._acked = True
         self.sessions_opened += 1
         self._backoff.reset()
-        self._ready.set()
 
     def _start_streams(self, cursors: dict[str, Cursor], resumed: Any) -> None:
         """READY's cursors: where each stream starts, and whether it resumed (logged).
