@@ -61,6 +61,7 @@ yielded as a message from another user."""
 DEFAULT_CLOCK_SKEW_MS = 2_000
 """How far past its `expires_at` a dispatch is still taken: clocks are only nearly in step."""
 FACTORY = "factory"
+QUEUE_POLL_SECONDS = 0.1
 
 
 def refresh_delay(token: str, now: float) -> float:
@@ -85,6 +86,11 @@ class ClientStoppedError(Exception):
 
 class _ZombieConnectionError(Exception):
     """No Heartbeat ACK arrived between two beats."""
+
+
+class _QueueFullError(Exception):
+    """The application left `queue_size` messages unread: this session ends before taking
+    another, and the reconnect resumes from the last message taken (nothing is lost)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +353,8 @@ class RelayClient:
             delay, self._retry_after = max(delay, self._retry_after or 0.0), None
             log.info("relay_reconnecting", close_code=code, delay=round(delay, 2))
             await asyncio.sleep(delay)
+            while self._messages.full():  # noqa: ASYNC110 — a Queue has no "not full" event
+                await asyncio.sleep(QUEUE_POLL_SECONDS)  # the application reads first
 
     async def _one_session(self) -> int | None:
         """Run one connection to its end; returns the server's close code, if any."""
@@ -358,7 +366,13 @@ class RelayClient:
                 await self._serve(ws, token)
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd is not None else None
-        except (OSError, InvalidHandshake, TimeoutError, _ZombieConnectionError) as error:
+        except (
+            OSError,
+            InvalidHandshake,
+            TimeoutError,
+            _ZombieConnectionError,
+            _QueueFullError,
+        ) as error:
             log.warning("relay_connection_failed", error=repr(error))
         except LoginUnavailableError as error:
             log.warning("relay_login_failed", error=str(error), retry_after=error.retry_after)
@@ -448,6 +462,8 @@ class RelayClient:
         if frame.get("t") in SERVER_EVENTS:
             self._on_server_event(frame["t"], frame["d"])
         elif frame["op"] in DISPATCH_OPS:
+            if self._messages.full():
+                raise _QueueFullError(f"{self._messages.maxsize} messages unread")
             message = Message.from_frame(frame)
             if message.op == Op.STATUS:
                 self._notify([self._presence.status(message.sender.username, frame["d"])])

@@ -114,6 +114,21 @@ async def test_an_expired_dispatch_is_handed_over_when_asked_for() -> None:
             assert client.expired(message)
 
 
+async def test_an_application_that_falls_behind_loses_nothing() -> None:
+    first = Script(ready={"cursors": cursors()}, frames=[command("c-1", 1), command("c-2", 2)])
+    second = Script(
+        ready={"cursors": cursors(0, 1), "resumed": {"all": True, "own": True}},
+        frames=[command("c-2", 2)],
+    )
+    async with (
+        stand_in_relay(first, second) as relay,
+        RelayClient(relay.url, token=factory_token(), queue_size=1) as client,
+    ):
+        assert await received_ids(client, 2) == ["c-1", "c-2"]
+    # c-2 found the queue full: the session ended, and the next resumed before it
+    assert relay.identifies[1]["resume"]["own"] == {"epoch": EPOCH, "offset": 1}
+
+
 async def test_a_restart_resumes_after_the_last_message_the_application_finished(
     tmp_path: Path,
 ) -> None:
