@@ -29,6 +29,8 @@ from shared.logging import configure_logging
 from shared.settings import LogLevel, load_settings
 
 ENV_FILES = (".env", ".factory-bridge.env")
+SETTINGS_ERROR = 2
+"""The exit code of an invalid setting, as for every other setting."""
 
 
 class BridgeSettings(BaseSettings):
@@ -41,8 +43,8 @@ class BridgeSettings(BaseSettings):
     status_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     state_file: Path | None = Field(
         default=None,
-        description="where the bridge keeps its cursors and executed command ids; unset: "
-        "$XDG_STATE_HOME/factory-bridge/<username>.json ($XDG_STATE_HOME: ~/.local/state)",
+        description="its cursors and executed command ids; unset: "
+        "$XDG_STATE_HOME (~/.local/state)/factory-bridge/<username>.json",
     )
     remembered_commands: int = Field(
         default=DEFAULT_REMEMBERED_IDS,
@@ -160,13 +162,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def check_state_file(path: Path) -> None:
-    """Stop at start with one line if the state file could not be written."""
+    """Stop at start with one line (as for any invalid setting) if the state file could
+    not be written: a bridge that cannot save its state could execute a command twice."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
-        fail(f"invalid setting BRIDGE_STATE_FILE: cannot create {path.parent}: {error.strerror}")
+        reason = f"cannot create {path.parent}: {error.strerror}"
+        fail(f"invalid setting BRIDGE_STATE_FILE: {reason}", SETTINGS_ERROR)
     if path.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
-        fail(f"invalid setting BRIDGE_STATE_FILE: cannot write {path}")
+        fail(f"invalid setting BRIDGE_STATE_FILE: cannot write {path}", SETTINGS_ERROR)
 
 
 def _client_stopped(error: BaseException) -> ClientStoppedError | None:
