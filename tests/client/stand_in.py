@@ -4,7 +4,7 @@ A real relay delivers a message twice only in rare failures, and never one past 
 `expires_at`; the client must still cope with both. Each connection to the stand-in
 gets the next `Script`: Hello, READY with the script's fields, the script's frames, then
 a close (or heartbeat answers until the client leaves). The Identify of every connection
-is kept, to check what the client resumed from.
+is kept, to check what the client resumed from, and so is every frame it sent after.
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ def factory_token(username: str = FACTORY, user_type: str = "factory") -> str:
 
 
 def command(
-    message_id: str, offset: int, *, stream: str = "own", epoch: str = EPOCH, ttl_ms: int = HOUR_MS
+    message_id: str,
+    offset: int,
+    *,
+    stream: str = "own",
+    epoch: str = EPOCH,
+    ttl_ms: int = HOUR_MS,
+    payload: Any = None,
 ) -> dict[str, Any]:
     """Op 4 as the relay delivers it to a factory, with its cursor and `expires_at`."""
     ts = now_ms()
@@ -46,7 +52,7 @@ def command(
             "id": message_id,
             "from": OPERATOR,
             "target": FACTORY if stream == "own" else None,
-            "payload": {"action": "stop"},
+            "payload": {"action": "stop"} if payload is None else payload,
             "ts": ts,
             "expires_at": ts + ttl_ms,
             "cursor": {"stream": stream, "epoch": epoch, "offset": offset},
@@ -77,6 +83,8 @@ class StandInRelay:
     scripts: list[Script]
     url: str = ""
     identifies: list[dict[str, Any]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    """Every frame the clients sent after Identify, heartbeats aside."""
 
     async def _serve(self, ws: ServerConnection) -> None:
         script = self.scripts[min(len(self.identifies), len(self.scripts) - 1)]
@@ -92,8 +100,11 @@ class StandInRelay:
             return
         try:
             async for raw in ws:
-                if orjson.loads(raw)["op"] == 1:
+                frame = orjson.loads(raw)
+                if frame["op"] == 1:
                     await ws.send(orjson.dumps({"op": 2, "d": None}).decode())
+                elif frame["op"] != 2:
+                    self.received.append(frame)
         except ConnectionClosed:
             pass
 
