@@ -14,11 +14,15 @@ from relay_client.client import (
     RelayClient,
     Sender,
 )
+from relay_client.cursors import Cursor
 from relay_client.policy import Reconnect, reconnect_policy
+from relay_client.presence import FactoryPresence
 
 __all__ = [
     "Backoff",
     "ClientStoppedError",
+    "Cursor",
+    "FactoryPresence",
     "LoginError",
     "LoginRefusedError",
     "LoginUnavailableError",
