@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.settings import CommaSeparated, CommonSettings, split_commas
 
@@ -34,6 +34,10 @@ class RelaySettings(CommonSettings):
     """Bound on every Redis call (revocation lookup, publish, subscribe, health PING); the
     auth service reads the same setting."""
     broker_publish_queue_limit_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    command_ttl_ms: int = Field(default=30_000, ge=1)
+    command_ttl_max_ms: int = Field(default=3_600_000, ge=1, le=30 * 86_400_000)
+    command_history_size: int = Field(default=1000, ge=1, le=100_000)
+    """Messages each command stream keeps for factories that resume."""
     broker_publish_max_age_ms: int = Field(default=5_000, ge=10, le=600_000)
     """A message still waiting for Redis this long is dropped, never published late."""
 
@@ -49,6 +53,12 @@ class RelaySettings(CommonSettings):
             if proxy != "*":
                 ipaddress.ip_network(proxy, strict=False)  # ValueError names the entry
         return proxies
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> RelaySettings:
+        if self.command_ttl_ms > self.command_ttl_max_ms:
+            raise ValueError("COMMAND_TTL_MS must not exceed COMMAND_TTL_MAX_MS")
+        return self
 
     @property
     def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

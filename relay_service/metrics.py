@@ -20,10 +20,11 @@ BROKER_RECONNECTS = Counter("relay_broker_reconnects_total", "Broker reconnectio
 BROKER_DROPPED = Counter(
     "relay_broker_dropped_messages_total",
     "Messages dropped between replicas: not published (queue_full, too_old, publish_failed,"
-    " unreachable), or heard from the broker too late to deliver (late)",
+    " unreachable), heard from the broker too late to deliver (late), or a message to"
+    " factories heard after its expires_at (expired)",
     ["reason"],
 )
-DROP_REASONS = ("queue_full", "too_old", "publish_failed", "unreachable", "late")
+DROP_REASONS = ("queue_full", "too_old", "publish_failed", "unreachable", "late", "expired")
 DROPPED: dict[str, Counter] = {
     reason: BROKER_DROPPED.labels(reason=reason) for reason in DROP_REASONS
 }
@@ -43,3 +44,14 @@ FRAMES_IN: dict[int, Counter] = {
 FRAMES_OUT: dict[int, Counter] = {
     op: FRAMES.labels(op=str(int(op)), direction="out") for op in SERVER_OPS
 }
+STREAM_RESUMES = Counter(
+    "relay_stream_resumes_total",
+    "Factories' resumes per stream: resumed, or started afresh (epoch changed, history trimmed)",
+    ["result"],
+)
+STREAM_REPLAYED = Counter(
+    "relay_stream_replayed_messages_total",
+    "Messages replayed from the command streams: at resume, and filling a gap after a"
+    " broker reconnect",
+    ["reason"],
+)

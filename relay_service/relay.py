@@ -1,28 +1,38 @@
 """The relay: what every session on this replica shares, and what sessions ask of it.
 
 `Relay` owns the broker, the hub, token verification and revocation. It is the
-`SessionHost` of every session: it authenticates Identify, joins and leaves audiences
-(subscribing the broker for the first listener of a channel, unsubscribing after the
-last), and publishes. The broker's single handler dispatches by channel: control
-channels (revocation events) to their owner, audience channels to the hub's fan-out.
+`SessionHost` of every session: it authenticates Identify, joins and leaves the hub,
+welcomes a session (READY's fields, a factory's resume from the command streams) and
+publishes: to observers on the sending factory's observer shard, to factories through
+their command stream. It subscribes every channel once, at start; the broker's single
+handler dispatches by channel: control channels (revocation events) to their owner,
+audience channels to the hub's fan-out. After a broker reconnect it fills its factory
+sessions' gap from the streams.
 """
 
 from __future__ import annotations
+
+import os
+import socket
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from relay_service import metrics
+from relay_service import frames, metrics
 from relay_service.admission import Admission, connection_cap
 from relay_service.broker import DropCallback, MessageHandler, broker_for
-from relay_service.channels import Channels
+from relay_service.channels import Channels, Stream
+from relay_service.commands import CommandStreams
 from relay_service.config import RelaySettings
+from relay_service.frames import Dispatch, StreamMessage
+from relay_service.host import Welcome
 from relay_service.hub import Hub
 from relay_service.revocations import RevocationCheckUnavailableError, Revocations
 from relay_service.session import Session
+from shared.identity import UserType
 from shared.logging import get_logger
-from shared.protocol import CloseCode, ProtocolError
+from shared.protocol import CloseCode, ProtocolError, ResumeData
 from shared.revocation import RedisRevocations
 from shared.tokens import InvalidTokenError, TokenClaims, TokenVerifier
 
@@ -65,6 +75,7 @@ class Relay:
         if self.revocations.enabled:
             self._control[self.channels.revocations] = self.revocations.on_event
         self.broker = broker_for(settings, self._redis, self._on_broker_message)
+        self._commands = CommandStreams(self.broker, self.channels)
         self.admission = Admission(
             per_address=settings.max_connections_per_address,
             total=connection_cap(settings.max_connections),
@@ -73,12 +84,13 @@ class Relay:
         self.draining = False
 
     async def start(self) -> None:
-        """Fetch the verification keys (with `JWKS_URL`), connect the broker, hear the
-        control channels."""
+        """Fetch the verification keys (with `JWKS_URL`), connect the broker, hear every
+        channel."""
         await self.verifier.start()
-        await self.broker.connect()
-        for channel in self._control:
+        self.broker.on_resubscribed = self._fill_gaps
+        for channel in (*self._control, *self.channels.audiences):
             await self.broker.subscribe(channel)
+        await self.broker.connect()
 
     async def stop(self) -> None:
         await self.broker.disconnect()
@@ -109,28 +121,40 @@ class Relay:
     async def join(self, session: Session, claims: TokenClaims) -> None:
         if self.hub.sessions_of(claims.user_id) >= self.settings.max_sessions_per_user:
             raise ProtocolError(CloseCode.TOO_MANY_SESSIONS, "too many sessions for this user")
-        needed = self.hub.add(session, claims)
+        self.hub.add(session, claims)
         metrics.CONNECTIONS.labels(type=claims.user_type.value).inc()
-        for channel in needed:
-            await self.broker.subscribe(channel)
+
+    async def welcome(self, claims: TokenClaims, resume: ResumeData | None) -> Welcome:
+        if claims.user_type is UserType.FACTORY:
+            return await self._commands.welcome(claims.username, resume)
+        return Welcome()
 
     async def leave(self, session: Session, claims: TokenClaims) -> None:
-        unneeded = self.hub.remove(session, claims)
-        if unneeded is None:
-            return
-        metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
-        for channel in unneeded:
-            await self.broker.unsubscribe(channel)
+        if self.hub.remove(session, claims):
+            metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
 
-    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
-        """Publish once for every replica; `on_dropped(reason)` if it is dropped instead."""
-        self.broker.publish(channel, message, on_dropped)
+    def publish_to_observers(self, dispatch: Dispatch, on_dropped: DropCallback) -> None:
+        channel = self.channels.observer_shard(dispatch.name)
+        self.broker.publish(channel, frames.pack(dispatch), on_dropped)
+
+    def publish_to_factories(
+        self, stream: Stream, target: str | None, message: StreamMessage, on_dropped: DropCallback
+    ) -> None:
+        self.broker.append(self.channels.stream(stream, target), message, on_dropped)
+
+    async def _fill_gaps(self) -> None:
+        await self._commands.fill_gaps(self.hub)
 
 
 def _revocation_check_unavailable(cause: str) -> ProtocolError:
     """Fail closed: without the revocation check no token is accepted (4000, retry)."""
     log.warning("revocation_check_unavailable", error=cause)
     return ProtocolError(CloseCode.UNKNOWN_ERROR, "revocation check unavailable, retry")
+
+
+def replica_name() -> str:
+    """How this replica names its Redis connections (`CLIENT LIST` shows which is whose)."""
+    return f"relay:{socket.gethostname()}:{os.getpid()}"
 
 
 def redis_client(settings: RelaySettings) -> Redis | None:
@@ -151,6 +175,7 @@ def redis_client(settings: RelaySettings) -> Redis | None:
         socket_timeout=None,
         socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=10,
+        client_name=replica_name(),
         # A pool built directly gets no retry; without one, the first command on each
         # connection left stale by a Redis restart fails (a published message is lost).
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),

@@ -23,14 +23,15 @@ import uuid
 from contextlib import suppress
 from enum import Enum
 from functools import partial
+from itertools import chain
 
 import structlog
 from websockets.exceptions import ConnectionClosed
 
 from relay_service import frames, metrics
 from relay_service.connection import RelayConnection
-from relay_service.frames import NUMBERED
-from relay_service.host import SessionHost
+from relay_service.frames import NOT_KEPT, NUMBERED, PREFIXES, STREAM_BYTES, Dispatch
+from relay_service.host import SessionHost, Welcome
 from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
 from relay_service.routing import route
@@ -65,6 +66,7 @@ class Session:
         "_claims",
         "_close_code",
         "_closer",
+        "_cursors",
         "_ends_at",
         "_held",
         "_host",
@@ -99,7 +101,9 @@ class Session:
         self._closer: asyncio.Task[None] | None = None
         self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
-        self._held: list[bytes] | None = None
+        self._held: list[Dispatch] | None = None
+        self._cursors: dict[bytes, tuple[str, int]] = {}
+        """Per stream (factories only): the last message delivered, to deliver each once."""
         self._ends_at = 0.0
         """Loop time at which the session ends: the identify deadline, then token expiry."""
 
@@ -146,20 +150,32 @@ class Session:
         finally:
             await self._finish()
 
-    def dispatch(self, prefix: bytes, body: bytes) -> None:
+    def dispatch(self, dispatch: Dispatch) -> None:
         """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
 
         The fan-out's hot path: one call per delivery, so the state is compared here
         directly rather than through `closing` and `_send`."""
-        state = self.state
-        if state is not State.IDENTIFIED and state is not State.IDENTIFYING:
+        if self.state is not State.IDENTIFIED:
+            if self._held is not None:  # identifying: numbered and queued after READY
+                self._held.append(dispatch)
             return
         self._sequence += 1
-        frame = NUMBERED % (prefix, self._sequence, body)
-        if self._held is not None:  # identifying: queued after READY
-            self._held.append(frame)
-        elif not self._outbox.put(frame):
+        frame = NUMBERED % (PREFIXES[dispatch.op], self._sequence, dispatch.body)
+        if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+
+    def dispatch_kept(self, dispatch: Dispatch) -> None:
+        """A message of one of this factory's streams: skipped if this session already has
+        it (a resume's replay and a gap's filling may overlap the live messages)."""
+        if self.state is State.IDENTIFIED:
+            had = self._cursors.get(dispatch.stream)
+            if had is not None and had[0] == dispatch.epoch and dispatch.offset <= had[1]:
+                return
+            self._cursors[dispatch.stream] = (dispatch.epoch, dispatch.offset)
+        self.dispatch(dispatch)
+
+    def cursor(self, stream: bytes) -> tuple[str, int] | None:
+        return self._cursors.get(stream)
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -227,8 +243,8 @@ class Session:
     async def _identify(self, frame: ClientFrame) -> None:
         if self.state is not State.CONNECTED:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
-        token = parse_data(IdentifyData, frame.d).token
-        claims = await self._host.authenticate(token)
+        identify = parse_data(IdentifyData, frame.d)
+        claims = await self._host.authenticate(identify.token)
         if self.closing:
             return
         self._claims = claims
@@ -245,19 +261,28 @@ class Session:
         self._held = []
         self._sequence = 1
         await self._host.join(self, claims)
+        if self.state is not State.IDENTIFYING:
+            return
+        welcome = await self._host.welcome(claims, identify.resume)
         if self.state is State.IDENTIFYING:
-            self._release_ready()
-            self._logger().info("session_identified")
+            self._release_ready(welcome)
+            self._logger().info("session_identified", **welcome.log)
 
-    def _release_ready(self) -> None:
-        """READY (s 1) once the audiences are subscribed, then what arrived meanwhile."""
+    def _release_ready(self, welcome: Welcome) -> None:
+        """READY (s 1) with what the relay adds for this user (cursors, presence), then a
+        resume's replay, then what arrived meanwhile: each stream's messages in order, once."""
         held, self._held = self._held or [], None
         self.state = State.IDENTIFIED
+        self._cursors = dict(welcome.cursors)
         self._ws.allow_messages_up_to(self._settings.max_message_bytes)
-        self._send(frames.ready(self.session_id, self._sender_stamp))
+        self._send(frames.ready(self.session_id, self._sender_stamp, welcome.fields))
         metrics.FRAMES_OUT[Op.EVENT].inc()
-        for frame in held:
-            self._send(frame)
+        now = now_ms()
+        for dispatch in chain(welcome.replay, held):
+            if dispatch.stream == NOT_KEPT:
+                self.dispatch(dispatch)
+            elif dispatch.expires_at > now:
+                self.dispatch_kept(dispatch)
 
     async def _refresh(self, frame: ClientFrame) -> None:
         """Op 7: a fresh token of the same user extends the session; REFRESHED answers."""
@@ -287,7 +312,7 @@ class Session:
         if self.state is not State.IDENTIFIED:
             raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
         assert self._claims is not None
-        routed = route(frame, self._claims.user_type, self._host.channels)
+        routed = route(frame, self._claims.user_type, ttl_max_ms=self._settings.command_ttl_max_ms)
         ts_ms = now_ms()
         message_id = routed.data.id or uuid.uuid4().hex
         stamped = {
@@ -297,12 +322,17 @@ class Session:
             "payload": routed.data.payload,
             "ts": ts_ms,
         }
-        body = frames.dispatch_body(routed.op, frame.t, stamped)
-        self._host.publish(
-            routed.channel,
-            frames.pack(frames.Dispatch(routed.op, ts_ms, body)),
-            partial(self._delivery_failed, message_id),
+        on_dropped = partial(self._delivery_failed, message_id)
+        if routed.stream is None:
+            body = frames.dispatch_body(routed.op, frame.t, stamped)
+            dispatch = Dispatch(routed.op, ts_ms, body, self._claims.username)
+            self._host.publish_to_observers(dispatch, on_dropped)
+            return
+        stamped["expires_at"] = ts_ms + (routed.ttl_ms or self._settings.command_ttl_ms)
+        message = frames.stream_message(
+            routed.op, frame.t, stamped, stream=STREAM_BYTES[routed.stream], target=routed.target
         )
+        self._host.publish_to_factories(routed.stream, routed.target, message, on_dropped)
 
     def _delivery_failed(self, message_id: str, reason: str) -> None:
         """The relay could not take this sender's message: say so, it is not delivered later."""

@@ -31,6 +31,9 @@ RESERVED_EVENT_NAMES = frozenset(
     {"READY", "RECONNECT", "PRESENCE_UPDATE", "REFRESHED", "DELIVERY_FAILED"}
 )
 MAX_TOKEN_LENGTH = 8192
+MAX_EPOCH_LENGTH = 64
+MAX_OFFSET = 10**12 - 1
+"""Offsets fit the broker header's 12 digits."""
 
 
 class Op(IntEnum):
@@ -93,8 +96,23 @@ class ClientFrame(_Strict):
     s: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
+class Cursor(_Strict):
+    """A place in a command stream: the last message a factory received (SPEC 5.2)."""
+
+    epoch: Annotated[StrictStr, Field(max_length=MAX_EPOCH_LENGTH)]
+    offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)]
+
+
+class ResumeData(_Strict):
+    """`resume` of a factory's Identify: where each stream left off."""
+
+    all: Cursor | None = None
+    own: Cursor | None = None
+
+
 class IdentifyData(_Strict):
     token: Annotated[StrictStr, Field(max_length=MAX_TOKEN_LENGTH)]
+    resume: ResumeData | None = None
 
 
 class RefreshData(_Strict):
@@ -112,6 +130,8 @@ class _Stampable(_Strict):
     id: MessageId | None = None
     forged_from: Any = Field(default=None, alias="from", exclude=True)
     forged_ts: Any = Field(default=None, alias="ts", exclude=True)
+    forged_expires_at: Any = Field(default=None, alias="expires_at", exclude=True)
+    forged_cursor: Any = Field(default=None, alias="cursor", exclude=True)
 
 
 class StatusData(_Stampable):
@@ -122,6 +142,8 @@ class TargetedData(_Stampable):
     """`d` of a Command (op 4) or Event (op 6): for every factory, or one."""
 
     target: FactoryName | None = None
+    ttl_ms: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Checked against `COMMAND_TTL_MAX_MS` by the relay, which knows the setting."""
 
 
 _HEARTBEAT_SEQUENCE: TypeAdapter[int | None] = TypeAdapter(Annotated[StrictInt, Field(ge=0)] | None)

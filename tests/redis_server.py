@@ -24,9 +24,11 @@ START_TIMEOUT = 10.0
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.persistent = persistent
+        """Keep every write in an append-only file (fsync always), so a restart keeps it."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,7 +48,12 @@ class RedisServer:
             [
                 executable,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+                *("--save", "", "--dir", str(self.workdir)),
+                *(
+                    ("--appendonly", "yes", "--appendfsync", "always")
+                    if self.persistent
+                    else ("--appendonly", "no")
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -63,6 +70,11 @@ class RedisServer:
 
     def restart_empty(self) -> None:
         """Kill it and start it again on the same port, without its data."""
+        self.kill()
+        self.start()
+
+    def restart(self) -> None:
+        """Kill it (SIGKILL) and start it again on the same port with what it persisted."""
         self.kill()
         self.start()
 
@@ -92,9 +104,9 @@ class RedisServer:
             self._process.wait()
 
 
-def private_redis_server(workdir: Path) -> Iterator[RedisServer]:
+def private_redis_server(workdir: Path, *, persistent: bool = False) -> Iterator[RedisServer]:
     """For a fixture: a started server, killed afterwards whatever happened."""
-    server = RedisServer(workdir)
+    server = RedisServer(workdir, persistent=persistent)
     try:
         yield server.start()
     finally:

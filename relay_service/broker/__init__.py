@@ -13,7 +13,7 @@ def broker_for(settings: RelaySettings, client: Redis | None, on_message: Messag
     if client is None:
         from relay_service.broker.memory import MemoryBroker
 
-        return MemoryBroker(on_message)
+        return MemoryBroker(on_message, history_size=settings.command_history_size)
     from relay_service.broker.redis import RedisBroker
 
     return RedisBroker(
@@ -24,6 +24,8 @@ def broker_for(settings: RelaySettings, client: Redis | None, on_message: Messag
         publish_queue_limit=settings.broker_publish_queue_limit,
         publish_queue_limit_bytes=settings.broker_publish_queue_limit_bytes,
         publish_max_age_seconds=settings.broker_publish_max_age_ms / 1000,
+        history_size=settings.command_history_size,
+        history_ttl_ms=settings.command_ttl_max_ms,
     )
 
 

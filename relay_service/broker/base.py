@@ -7,6 +7,13 @@ publish failed, is dropped and counted (`relay_broker_dropped_messages_total{rea
 never delivered late. Its publisher may ask to hear of the drop (`on_dropped`), to tell
 the sender.
 
+Messages to factories are appended to a command stream (`relay_service.streams`) which
+numbers them and keeps them, and publishes them on the stream's channel, in one step
+(`append`); `read_streams` reads the kept ones back for a resume. After every reconnect,
+once subscribed again and before any further message is handled, the listener awaits
+`on_resubscribed` (set by the relay): there the relay fills its sessions' gap from the
+streams, so a message missed while disconnected arrives before anything newer.
+
 The handler is registered once, at construction. It is synchronous and called from the
 broker's own listener (never from the publisher's call stack), once per message, in the
 order of the channel. It must not raise: a message it cannot use it rejects with
@@ -19,10 +26,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from relay_service import metrics
 from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from relay_service.channels import StreamKeys
+    from relay_service.frames import StreamMessage
+    from relay_service.streams import Kept
 
 log = get_logger(__name__)
 
@@ -51,6 +64,7 @@ class Broker(ABC):
     def __init__(self, on_message: MessageHandler) -> None:
         self._on_message = on_message
         self._bad_logged_at: dict[tuple[str, str], float] = {}
+        self.on_resubscribed: Callable[[], Awaitable[None]] | None = None
 
     @abstractmethod
     async def connect(self) -> None:
@@ -76,6 +90,18 @@ class Broker(ABC):
 
         A message that cannot be published (see the module's docstring) is dropped and
         counted, and `on_dropped` is called once with the reason."""
+
+    @abstractmethod
+    def append(
+        self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None
+    ) -> None:
+        """Queue `message` for its stream: numbered, kept and published at once, in the
+        caller's order with its other publishes; dropped like `publish`'s."""
+
+    @abstractmethod
+    async def read_streams(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        """Each stream's position and its kept messages after the given offset (`NO_READ`:
+        the position only); raises when the broker cannot answer within its timeout."""
 
     @property
     @abstractmethod

@@ -8,14 +8,19 @@ does can fail the sender, and the order of each channel is kept (callbacks run F
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
+from relay_service.channels import StreamKeys
+from relay_service.frames import StreamMessage
+from relay_service.streams import Kept, MemoryStreams
 
 
 class MemoryBroker(Broker):
-    def __init__(self, on_message: MessageHandler) -> None:
+    def __init__(self, on_message: MessageHandler, *, history_size: int) -> None:
         super().__init__(on_message)
         self._channels: set[str] = set()
+        self._streams = MemoryStreams(history_size)
 
     async def connect(self) -> None:
         return None
@@ -32,6 +37,14 @@ class MemoryBroker(Broker):
     def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         """Never drops: there is no queue and nothing to be unreachable."""
         asyncio.get_running_loop().call_soon(self._deliver, channel, message)
+
+    def append(
+        self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None
+    ) -> None:
+        self.publish(keys.channel, self._streams.append(keys, message))
+
+    async def read_streams(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        return [self._streams.read(keys, after) for keys, after in reads]
 
     def _deliver(self, channel: str, message: bytes) -> None:
         """Checked at delivery, like Redis: a channel subscribed meanwhile hears it."""

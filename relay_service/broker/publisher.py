@@ -21,6 +21,9 @@ from redis.asyncio import Redis
 
 from relay_service import metrics
 from relay_service.broker.base import DropCallback
+from relay_service.broker.redis_streams import RedisStreams
+from relay_service.channels import StreamKeys
+from relay_service.frames import StreamMessage
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,14 +37,24 @@ TOO_OLD = "too_old"
 PUBLISH_FAILED = "publish_failed"
 UNREACHABLE = "unreachable"
 
-Queued = tuple[float, str, bytes, DropCallback | None]
+Append = tuple[StreamKeys, StreamMessage]
+"""A message for factories: appended to its stream, which publishes it (one Lua script)."""
+Payload = bytes | Append
+Queued = tuple[float, str, Payload, DropCallback | None]
 """A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
+
+
+def payload_size(payload: Payload) -> int:
+    if type(payload) is bytes:
+        return len(payload)
+    return sum(map(len, payload[1]))  # type: ignore[arg-type]
 
 
 class Publisher:
     def __init__(
         self,
         client: Redis,
+        streams: RedisStreams,
         *,
         is_up: Callable[[], bool],
         timeout_seconds: float,
@@ -50,6 +63,7 @@ class Publisher:
         max_age_seconds: float,
     ) -> None:
         self._client = client
+        self._streams = streams
         self._is_up = is_up
         self._timeout = timeout_seconds
         self._queue_limit = queue_limit
@@ -61,11 +75,13 @@ class Publisher:
         self._drop_logged_at: dict[str, float] = {}
         metrics.BROKER_PUBLISH_QUEUE_BYTES.set_function(lambda: self._queued_bytes)
 
-    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+    def publish(
+        self, channel: str, message: Payload, on_dropped: DropCallback | None = None
+    ) -> None:
         if not self._is_up():
             self._drop(UNREACHABLE, on_dropped)
             return
-        size = len(message)
+        size = payload_size(message)
         if (
             len(self._outbox) >= self._queue_limit
             or self._queued_bytes + size > self._queue_limit_bytes
@@ -95,7 +111,7 @@ class Publisher:
         batch: list[Queued] = []
         while outbox and len(batch) < PUBLISH_BATCH:
             queued = outbox.popleft()
-            self._queued_bytes -= len(queued[2])
+            self._queued_bytes -= payload_size(queued[2])
             if queued[0] < oldest_allowed:
                 self._drop(TOO_OLD, queued[3])
             elif not up:
@@ -109,7 +125,11 @@ class Publisher:
             async with asyncio.timeout(self._timeout):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for _, channel, message, _ in batch:
-                        pipe.publish(channel, message)
+                        if type(message) is bytes:
+                            pipe.publish(channel, message)
+                        else:
+                            keys, args = self._streams.append_call(*message)
+                            await self._streams.append_script(keys=keys, args=args, client=pipe)
                     await pipe.execute()
         except Exception as error:  # the publisher outlives any one failed batch
             log.warning("broker_publish_failed", dropped=len(batch), error=describe(error))

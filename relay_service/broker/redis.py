@@ -26,11 +26,17 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from relay_service import metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.broker.publisher import Publisher, describe
+from relay_service.broker.redis_streams import RedisStreams
+from relay_service.channels import StreamKeys
+from relay_service.frames import StreamMessage
+from relay_service.streams import Kept
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,15 +62,21 @@ class RedisBroker(Broker):
         publish_queue_limit: int,
         publish_queue_limit_bytes: int,
         publish_max_age_seconds: float,
+        history_size: int,
+        history_ttl_ms: int,
     ) -> None:
         super().__init__(on_message)
         self._client = client
+        self._streams = RedisStreams(
+            client, history_size=history_size, log_ttl_ms=history_ttl_ms, publish_command="PUBLISH"
+        )
         self._reconnect_max_seconds = reconnect_max_seconds
         self._timeout = timeout_seconds
         self._channels: set[str] = set()
         self._pubsub: PubSub | None = None
         self._publisher = Publisher(
             client,
+            self._streams,
             is_up=lambda: self._pubsub is not None,
             timeout_seconds=timeout_seconds,
             queue_limit=publish_queue_limit,
@@ -139,6 +151,15 @@ class RedisBroker(Broker):
     def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         self._publisher.publish(channel, message, on_dropped)
 
+    def append(
+        self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None
+    ) -> None:
+        self._publisher.publish(keys.channel, (keys, message), on_dropped)
+
+    async def read_streams(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        async with asyncio.timeout(self._timeout):
+            return await self._streams.read(reads)
+
     # -- listening ----------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
@@ -164,6 +185,9 @@ class RedisBroker(Broker):
         pubsub = self._client.pubsub()
         try:
             await self._subscribe_all(pubsub)
+            _never_reconnect_silently(pubsub)
+            if self.on_resubscribed is not None:
+                await self.on_resubscribed()  # the gap, before anything newer is read
             self._mark_up(pubsub)
             while not self._stale:
                 await self._read_for(pubsub, HEALTH_INTERVAL_SECONDS)
@@ -171,6 +195,8 @@ class RedisBroker(Broker):
             raise UnresponsiveError("a subscription change failed: subscribing anew")
         finally:
             self._mark_down()
+            if pubsub.connection is not None:  # back to the pool: retried like the others
+                pubsub.connection.retry = self._client.get_retry() or pubsub.connection.retry
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -234,3 +260,11 @@ class RedisBroker(Broker):
     def _mark_down(self) -> None:
         self._pubsub = None
         metrics.BROKER_UP.set(0)
+
+
+def _never_reconnect_silently(pubsub: PubSub) -> None:
+    """redis-py reconnects a pub/sub connection and re-subscribes by itself when a read
+    fails (the pool's retry): messages published meanwhile would be missed unnoticed.
+    Without retries the failure reaches the listener, which reconnects and fills the gap."""
+    assert pubsub.connection is not None
+    pubsub.connection.retry = Retry(NoBackoff(), retries=0)

@@ -208,8 +208,11 @@ class Client:
                 return frame
             self.skipped.append(frame)
 
-    async def identify(self, user: User) -> Frame:
-        await self.send({"op": Op.IDENTIFY, "d": {"token": user.token}})
+    async def identify(self, user: User, *, resume: object = None) -> Frame:
+        identify: dict[str, object] = {"token": user.token}
+        if resume is not None:
+            identify["resume"] = resume
+        await self.send({"op": Op.IDENTIFY, "d": identify})
         ready = await self.recv()
         assert ready.get("t") == "READY", f"expected READY, got {ready}"
         self.user = user

@@ -55,11 +55,12 @@ def _local_bad_messages(reason: str) -> float:
     ("message", "reason"),
     [
         (b"not a dispatch at all", "malformed"),
-        (b"9" + b"4" + b"0" * 13 + b'"d":{}}', "unknown_version"),
-        (b"%c7%013d" % (BROKER_FORMAT, 0) + b'"d":{}}', "malformed"),
-        (b"%c4%s" % (BROKER_FORMAT, b"x" * 13) + b'"d":{}}', "malformed"),
+        (b"15" + b"0" * 13 + b'"d":{"payload":"%b"}}' % (b"x" * 64), "unknown_version"),
+        (pack(Dispatch(Op.STATUS, 0, b'"d":{}}')).replace(b"25", b"27", 1), "malformed"),
+        (b"%c5%s" % (BROKER_FORMAT, b"x" * 57) + b'"d":{}}', "malformed"),
+        (pack(Dispatch(Op.STATUS, 0, b'"d":{}}', "a")).replace(b"01a", b"99a"), "malformed"),
     ],
-    ids=["garbage", "unknown-version", "unknown-op", "bad-timestamp"],
+    ids=["garbage", "a-former-version", "unknown-op", "bad-timestamp", "bad-name-length"],
 )
 async def test_a_bad_audience_message_is_skipped_counted_and_nothing_else_is_lost(
     redis_pair: Relays, connect: Connector, message: bytes, reason: str
@@ -71,7 +72,9 @@ async def test_a_bad_audience_message_is_skipped_counted_and_nothing_else_is_los
     reconnects_before = await _sum_metric(relays, "relay_broker_reconnects_total")
 
     await factory.status({"n": 1})
-    await _publish_raw(relays, Channels(relays.prefix).observers, message)
+    assert factory.user is not None
+    channel = Channels(relays.prefix).observer_shard(factory.user.username)
+    await _publish_raw(relays, channel, message)
     await factory.status({"n": 2})
 
     assert (await operator.recv_dispatch())["d"]["payload"] == {"n": 1}
@@ -100,7 +103,7 @@ async def test_a_malformed_revocation_event_is_skipped_and_revocation_goes_on(
 
 async def test_memory_broker_hands_messages_over_outside_the_publishers_call() -> None:
     handled: list[bytes] = []
-    broker = MemoryBroker(lambda channel, message: handled.append(message))
+    broker = MemoryBroker(lambda channel, message: handled.append(message), history_size=10)
     await broker.subscribe("c")
 
     broker.publish("c", b"one")
@@ -115,7 +118,7 @@ async def test_memory_broker_counts_a_failing_handler_and_the_publisher_never_se
     def failing(channel: str, message: bytes) -> None:
         raise BadMessageError("malformed", "test")
 
-    broker = MemoryBroker(failing)
+    broker = MemoryBroker(failing, history_size=10)
     await broker.subscribe("c")
     before = _local_bad_messages("malformed")
 
@@ -127,7 +130,7 @@ async def test_memory_broker_counts_a_failing_handler_and_the_publisher_never_se
 
 async def test_memory_broker_hands_over_only_subscribed_channels() -> None:
     handled: list[str] = []
-    broker = MemoryBroker(lambda channel, message: handled.append(channel))
+    broker = MemoryBroker(lambda channel, message: handled.append(channel), history_size=10)
     await broker.subscribe("heard")
 
     broker.publish("unheard", b"x")
@@ -141,7 +144,7 @@ async def test_memory_broker_hands_over_only_subscribed_channels() -> None:
 
 
 def test_a_packed_dispatch_unpacks_to_itself() -> None:
-    dispatch = Dispatch(Op.STATUS, 1_700_000_000_123, b'"d":{"payload":1}}')
+    dispatch = Dispatch(Op.STATUS, 1_700_000_000_123, b'"d":{"payload":1}}', "press-7")
 
     assert unpack(pack(dispatch)) == dispatch
 

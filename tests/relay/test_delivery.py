@@ -180,6 +180,9 @@ async def test_targeted_controller_event_reaches_only_that_factory(
     await connect.assert_nothing_relayed(relays.a, *others)
 
 
+DEFAULT_COMMAND_TTL_MS = 30_000
+
+
 # -- stamps ---------------------------------------------------------------------------
 
 
@@ -195,6 +198,8 @@ async def test_delivered_command_has_exactly_the_documented_shape(
 
     frame = await factory.recv_dispatch()
     after = int(time.time() * 1000)
+    assert factory.ready is not None
+    head = factory.ready["d"]["cursors"]["all"]
     assert frame == {
         "op": Op.COMMAND,
         "s": 2,
@@ -204,6 +209,8 @@ async def test_delivered_command_has_exactly_the_documented_shape(
             "target": None,
             "payload": {"speed": 3},
             "ts": frame["d"]["ts"],
+            "expires_at": frame["d"]["ts"] + DEFAULT_COMMAND_TTL_MS,
+            "cursor": {"stream": "all", "epoch": head["epoch"], "offset": head["offset"] + 1},
         },
     }
     assert before <= frame["d"]["ts"] <= after

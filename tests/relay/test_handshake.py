@@ -41,7 +41,11 @@ async def test_identify_answers_ready_with_s_1_the_session_and_the_user(
         "op": Op.EVENT,
         "t": "READY",
         "s": 1,
-        "d": {"session_id": client.hello["d"]["session_id"], "user": user.stamp},
+        "d": {
+            "session_id": client.hello["d"]["session_id"],
+            "user": user.stamp,
+            **({"cursors": ready["d"]["cursors"]} if user_type is UserType.FACTORY else {}),
+        },
     }
 
 

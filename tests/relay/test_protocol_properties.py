@@ -39,7 +39,7 @@ from shared.protocol import (
     heartbeat_sequence,
     parse_data,
 )
-from tests.relay.harness import JWT_SECRET, Tokens
+from tests.relay.harness import JWT_SECRET, Tokens, User
 
 PROPERTIES = settings(
     max_examples=300,
@@ -172,13 +172,14 @@ def test_an_id_outside_the_pattern_is_4002(message_id: str) -> None:
 
 
 class RecordingRelay(Relay):
-    """The real relay minus the network: what sessions publish is recorded."""
+    """The real relay minus the network: what its broker is asked to publish is recorded."""
 
     def __init__(self) -> None:
         super().__init__(RelaySettings(jwt_secret=JWT_SECRET, redis_url=None, _env_file=None))
         self.published: list[tuple[str, bytes]] = []
+        self.broker.publish = self._record  # type: ignore[method-assign]
 
-    def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
+    def _record(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         self.published.append((channel, message))
 
 
@@ -205,7 +206,7 @@ messages = st.one_of(
 )
 
 
-def expected_outcome(user_type: UserType, frame: dict[str, Any]) -> int | str:
+def expected_outcome(user_type: UserType, frame: dict[str, Any], sender: str) -> int | str:
     """The SPEC's table: a close code, or the channel the message is published on."""
     op, d, t = frame["op"], frame["d"], frame.get("t")
     well_formed = isinstance(d, dict) and "payload" in d and set(d) <= {"payload", "id", "target"}
@@ -214,7 +215,7 @@ def expected_outcome(user_type: UserType, frame: dict[str, Any]) -> int | str:
             return CloseCode.NOT_AUTHORIZED
         if not well_formed or "target" in d:
             return CloseCode.DECODE_ERROR
-        return CHANNELS.observers
+        return CHANNELS.observer_shard(sender)
     if op == Op.COMMAND and not user_type.is_controller:
         return CloseCode.NOT_AUTHORIZED
     if op == Op.EVENT:
@@ -227,9 +228,9 @@ def expected_outcome(user_type: UserType, frame: dict[str, Any]) -> int | str:
     if not well_formed:
         return CloseCode.DECODE_ERROR
     if user_type is UserType.FACTORY:
-        return CloseCode.DECODE_ERROR if "target" in d else CHANNELS.observers
+        return CloseCode.DECODE_ERROR if "target" in d else CHANNELS.observer_shard(sender)
     if "target" in d:
-        return CHANNELS.factory(d["target"])
+        return CHANNELS.factory_shard(d["target"])
     return CHANNELS.factories
 
 
@@ -249,10 +250,9 @@ class SilentConnection:
         return None
 
 
-async def route(user_type: UserType, frame: dict[str, Any]) -> tuple[RecordingRelay, int | None]:
+async def route(user: User, frame: dict[str, Any]) -> tuple[RecordingRelay, int | None]:
     relay = RecordingRelay()
     session = Session(cast(RelayConnection, SilentConnection()), relay)
-    user = TOKENS.user(user_type)
     await session._handle(json.dumps({"op": 3, "d": {"token": user.token}}))
     try:
         await session._handle(json.dumps(frame))
@@ -266,9 +266,10 @@ async def route(user_type: UserType, frame: dict[str, Any]) -> tuple[RecordingRe
 def test_routing_follows_the_delivery_table_and_stamps_every_message(
     user_type: UserType, frame: dict[str, Any]
 ) -> None:
-    expected = expected_outcome(user_type, frame)
+    user = TOKENS.user(user_type)
+    expected = expected_outcome(user_type, frame, user.username)
 
-    relay, code = asyncio.run(route(user_type, frame))
+    relay, code = asyncio.run(route(user, frame))
 
     if isinstance(expected, int):
         assert (code, relay.published) == (expected, [])

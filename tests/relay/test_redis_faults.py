@@ -231,8 +231,10 @@ async def test_a_message_arriving_from_redis_past_its_time_is_not_delivered(
     assert relays.redis_url is not None
     redis = Redis.from_url(relays.redis_url)
     try:
-        channel = Channels(relays.prefix).observers
-        await redis.publish(channel, frames.pack(frames.Dispatch(Op.STATUS, stale_ms, body)))
+        assert factory.user is not None
+        channel = Channels(relays.prefix).observer_shard(factory.user.username)
+        stale = frames.Dispatch(Op.STATUS, stale_ms, body, factory.user.username)
+        await redis.publish(channel, frames.pack(stale))
     finally:
         await redis.aclose()
 

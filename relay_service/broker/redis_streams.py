@@ -1,0 +1,134 @@
+"""The command streams in Redis: one Lua script appends and publishes, another reads.
+
+A stream is a sorted set of broker messages scored by offset (`<stream>:log`) and a hash
+(`<stream>:meta`: `epoch`, `head`, `lost_upto`, `lost_until`), both under the hash tag of
+the channel its messages are published on (`relay_service.channels`), so each script
+touches one Redis Cluster slot. Appending and publishing happen in one script: a message
+is never kept without being published, nor published without being kept.
+
+Bounds: each log keeps `COMMAND_HISTORY_SIZE` messages and expires `COMMAND_TTL_MAX_MS`
+after its last append (every message in it has expired by then); the meta hash, which
+holds the epoch, expires after `META_RETENTION_SECONDS` without use. When the meta is gone
+(Redis emptied, or it expired) the next use makes a new epoch and drops any log left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from relay_service.channels import StreamKeys
+from relay_service.frames import StreamMessage
+from relay_service.streams import Kept, new_epoch
+
+META_RETENTION_SECONDS = 7 * 86_400
+
+# Shared by both scripts: make the epoch on first use (dropping a log that outlived its
+# meta: its offsets belong to a lost epoch), and keep the meta alive.
+_OPEN = """
+if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'head', 0, 'lost_upto', 0, 'lost_until', 0)
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+"""
+
+APPEND = (
+    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, history size, log ttl ms,
+-- publish command, channel, head, name, body head.
+"""
+    + _OPEN
+    + """
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[2], 'head', 1)
+local message = ARGV[7] .. epoch .. string.format('%012d', offset) .. ARGV[8] .. ARGV[9]
+  .. epoch .. '","offset":' .. offset .. '}}}'
+redis.call('ZADD', KEYS[1], offset, message)
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if excess > 0 then
+  local lost_until = tonumber(redis.call('HGET', KEYS[2], 'lost_until'))
+  local trimmed = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  for _, old in ipairs(trimmed) do
+    lost_until = math.max(lost_until, tonumber(string.sub(old, 16, 28)))
+  end
+  redis.call('HSET', KEYS[2], 'lost_upto', tonumber(string.sub(trimmed[#trimmed], 46, 57)),
+    'lost_until', string.format('%d', lost_until))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call(ARGV[5], ARGV[6], message)
+return offset
+"""
+)
+
+READ = (
+    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, after (-1: position only), limit.
+"""
+    + _OPEN
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'head', 'lost_upto', 'lost_until')
+local kept = {}
+if tonumber(ARGV[3]) >= 0 then
+  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'LIMIT', 0, ARGV[4])
+end
+return {meta[1], meta[2], meta[3], meta[4], kept}
+"""
+)
+
+
+class RedisStreams:
+    def __init__(
+        self, client: Redis, *, history_size: int, log_ttl_ms: int, publish_command: str
+    ) -> None:
+        self._client = client
+        self._history_size = history_size
+        self._log_ttl_ms = log_ttl_ms
+        self._meta_ttl_ms = META_RETENTION_SECONDS * 1000
+        self._publish_command = publish_command
+        self.append_script = client.register_script(APPEND)
+        self._read_script = client.register_script(READ)
+
+    def append_call(
+        self, keys: StreamKeys, message: StreamMessage
+    ) -> tuple[list[str], list[bytes | str | int]]:
+        """The append script's keys and arguments, for the publisher's pipeline."""
+        head, name, body_head = message
+        return [keys.log, keys.meta], [
+            new_epoch(),
+            self._meta_ttl_ms,
+            self._history_size,
+            self._log_ttl_ms,
+            self._publish_command,
+            keys.channel,
+            head,
+            name,
+            body_head,
+        ]
+
+    async def read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
+        """Each stream's position and its messages after `after`, in one round trip.
+
+        The caller bounds the call with its timeout."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, after in reads:
+                await self._read_script(
+                    keys=[keys.log, keys.meta],
+                    args=[new_epoch(), self._meta_ttl_ms, after, self._history_size],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [_kept(reply) for reply in replies]
+
+
+def _kept(reply: list[object]) -> Kept:
+    epoch, head, lost_upto, lost_until, messages = reply
+    assert isinstance(epoch, bytes)
+    assert isinstance(messages, list)
+    return Kept(
+        epoch.decode(),
+        int(head),  # type: ignore[call-overload]
+        int(lost_upto),  # type: ignore[call-overload]
+        int(lost_until),  # type: ignore[call-overload]
+        messages,
+    )
