@@ -133,7 +133,7 @@ class Message:
             payload=d.get("payload"),
             ts=d["ts"],
             sequence=frame["s"],
-            expires_at=expires_at if isinstance(expires_at, int) else None,
+            expires_at=expires_at if type(expires_at) is int else None,
             stream=stream,
             cursor=cursor,
         )
