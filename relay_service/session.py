@@ -30,11 +30,12 @@ from websockets.exceptions import ConnectionClosed
 
 from relay_service import frames, metrics
 from relay_service.connection import RelayConnection
-from relay_service.frames import NOT_KEPT, NUMBERED, PREFIXES, STREAM_BYTES, Dispatch
+from relay_service.frames import NOT_KEPT, NUMBERED, PREFIXES, Dispatch
 from relay_service.host import SessionHost, Welcome
 from relay_service.outbox import Outbox
 from relay_service.rate_limit import TokenBucket
 from relay_service.routing import route
+from relay_service.stamping import ToObservers, stamp
 from shared.clock import now_ms
 from shared.logging import get_logger
 from shared.protocol import (
@@ -313,26 +314,15 @@ class Session:
             raise ProtocolError(CloseCode.NOT_AUTHENTICATED, "identify first")
         assert self._claims is not None
         routed = route(frame, self._claims.user_type, ttl_max_ms=self._settings.command_ttl_max_ms)
-        ts_ms = now_ms()
-        message_id = routed.data.id or uuid.uuid4().hex
-        stamped = {
-            "id": message_id,
-            "from": self._sender_stamp,
-            "target": routed.target,
-            "payload": routed.data.payload,
-            "ts": ts_ms,
-        }
-        on_dropped = partial(self._delivery_failed, message_id)
-        if routed.stream is None:
-            body = frames.dispatch_body(routed.op, frame.t, stamped)
-            dispatch = Dispatch(routed.op, ts_ms, body, self._claims.username)
-            self._host.publish_to_observers(dispatch, on_dropped)
-            return
-        stamped["expires_at"] = ts_ms + (routed.ttl_ms or self._settings.command_ttl_ms)
-        message = frames.stream_message(
-            routed.op, frame.t, stamped, stream=STREAM_BYTES[routed.stream], target=routed.target
+        stamped = stamp(
+            routed, frame.t, self._sender_stamp, default_ttl_ms=self._settings.command_ttl_ms
         )
-        self._host.publish_to_factories(routed.stream, routed.target, message, on_dropped)
+        on_dropped = partial(self._delivery_failed, stamped.message_id)
+        if isinstance(stamped, ToObservers):
+            self._host.publish_to_observers(stamped.dispatch, on_dropped)
+        else:
+            _, stream, target, message = stamped
+            self._host.publish_to_factories(stream, target, message, on_dropped)
 
     def _delivery_failed(self, message_id: str, reason: str) -> None:
         """The relay could not take this sender's message: say so, it is not delivered later."""

@@ -19,6 +19,7 @@ holds the rules both share and the in-process streams.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from relay_service import frames
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 
+SWEEP_INTERVAL_SECONDS = 60.0
 NO_READ = -1
 """`after` of a read that wants the stream's position only, no messages."""
 
@@ -85,18 +87,38 @@ class _Stream:
     lost_upto: int = 0
     lost_until: int = 0
     messages: deque[bytes] = field(default_factory=deque)
+    used_at: float = 0.0
+    """Monotonic time of the last append or read."""
 
 
 class MemoryStreams:
-    """The in-process broker's streams: one replica's memory, a new epoch per start."""
+    """The in-process broker's streams: one replica's memory, a new epoch per start.
 
-    def __init__(self, history_size: int) -> None:
+    Bounded like the Redis ones: `history_size` messages per stream, and a stream unused
+    for `idle_seconds` (`COMMAND_TTL_MAX_MS`: everything it held has expired) is forgotten,
+    so messages to names that are no factory's do not pile up."""
+
+    def __init__(self, history_size: int, *, idle_seconds: float) -> None:
         self._history_size = history_size
+        self._idle_seconds = idle_seconds
         self._streams: dict[str, _Stream] = {}
+        self._next_sweep = 0.0
+
+    def _stream(self, keys: StreamKeys) -> _Stream:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + min(self._idle_seconds, SWEEP_INTERVAL_SECONDS)
+            idle = now - self._idle_seconds
+            for log, stream in list(self._streams.items()):
+                if stream.used_at < idle:
+                    del self._streams[log]
+        stream = self._streams.setdefault(keys.log, _Stream())
+        stream.used_at = now
+        return stream
 
     def append(self, keys: StreamKeys, message: StreamMessage) -> bytes:
         """Number `message`, keep it, and return the completed broker message."""
-        stream = self._streams.setdefault(keys.log, _Stream())
+        stream = self._stream(keys)
         stream.head += 1
         completed = frames.complete(message, stream.epoch, stream.head)
         stream.messages.append(completed)
@@ -107,7 +129,7 @@ class MemoryStreams:
         return completed
 
     def read(self, keys: StreamKeys, after: int) -> Kept:
-        stream = self._streams.setdefault(keys.log, _Stream())
+        stream = self._stream(keys)
         kept: list[bytes] = []
         if after != NO_READ:
             first = stream.head - len(stream.messages) + 1  # the kept offsets are consecutive

@@ -13,7 +13,11 @@ def broker_for(settings: RelaySettings, client: Redis | None, on_message: Messag
     if client is None:
         from relay_service.broker.memory import MemoryBroker
 
-        return MemoryBroker(on_message, history_size=settings.command_history_size)
+        return MemoryBroker(
+            on_message,
+            history_size=settings.command_history_size,
+            history_idle_seconds=settings.command_ttl_max_ms / 1000,
+        )
     from relay_service.broker.redis import RedisBroker
 
     return RedisBroker(

@@ -17,10 +17,12 @@ from relay_service.streams import Kept, MemoryStreams
 
 
 class MemoryBroker(Broker):
-    def __init__(self, on_message: MessageHandler, *, history_size: int) -> None:
+    def __init__(
+        self, on_message: MessageHandler, *, history_size: int, history_idle_seconds: float
+    ) -> None:
         super().__init__(on_message)
         self._channels: set[str] = set()
-        self._streams = MemoryStreams(history_size)
+        self._streams = MemoryStreams(history_size, idle_seconds=history_idle_seconds)
 
     async def connect(self) -> None:
         return None

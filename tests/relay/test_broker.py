@@ -103,7 +103,9 @@ async def test_a_malformed_revocation_event_is_skipped_and_revocation_goes_on(
 
 async def test_memory_broker_hands_messages_over_outside_the_publishers_call() -> None:
     handled: list[bytes] = []
-    broker = MemoryBroker(lambda channel, message: handled.append(message), history_size=10)
+    broker = MemoryBroker(
+        lambda channel, message: handled.append(message), history_size=10, history_idle_seconds=60
+    )
     await broker.subscribe("c")
 
     broker.publish("c", b"one")
@@ -118,7 +120,7 @@ async def test_memory_broker_counts_a_failing_handler_and_the_publisher_never_se
     def failing(channel: str, message: bytes) -> None:
         raise BadMessageError("malformed", "test")
 
-    broker = MemoryBroker(failing, history_size=10)
+    broker = MemoryBroker(failing, history_size=10, history_idle_seconds=60)
     await broker.subscribe("c")
     before = _local_bad_messages("malformed")
 
@@ -130,7 +132,9 @@ async def test_memory_broker_counts_a_failing_handler_and_the_publisher_never_se
 
 async def test_memory_broker_hands_over_only_subscribed_channels() -> None:
     handled: list[str] = []
-    broker = MemoryBroker(lambda channel, message: handled.append(channel), history_size=10)
+    broker = MemoryBroker(
+        lambda channel, message: handled.append(channel), history_size=10, history_idle_seconds=60
+    )
     await broker.subscribe("heard")
 
     broker.publish("unheard", b"x")
