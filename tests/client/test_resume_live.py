@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -194,9 +194,11 @@ def log_events(process: ServiceProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def bridge_process(stack: Stack, workdir: Path, factory_name: str) -> ServiceProcess:
+def bridge_process(
+    stack: Stack, workdir: Path, factory_name: str, relay: RelayProcess | None = None
+) -> ServiceProcess:
     settings = {
-        "BRIDGE_RELAY_URL": stack.relay.ws_url,
+        "BRIDGE_RELAY_URL": (relay or stack.relay).ws_url,
         "BRIDGE_AUTH_URL": stack.auth.http_url,
         "BRIDGE_USERNAME": factory_name,
         "BRIDGE_PASSWORD": PASSWORD,
@@ -220,22 +222,42 @@ async def answers(operator: RelayClient, count: int) -> list[tuple[str | None, s
     raise AssertionError("the operator's client stopped")
 
 
+@pytest.fixture(params=["redis", "in-process"])
+async def broker_relay(
+    request: pytest.FixtureRequest, stack: Stack, tmp_path: Path
+) -> AsyncIterator[RelayProcess]:
+    """The stack's relay (Redis), or a relay of its own on the in-process broker."""
+    if request.param == "redis":
+        yield stack.relay
+        return
+    relay = RelayProcess(
+        tmp_path / "in-process", jwt_secret=JWT_SECRET, settings={"HEARTBEAT_INTERVAL_MS": "1000"}
+    )
+    await in_thread(relay.start)
+    try:
+        yield relay
+    finally:
+        relay.kill()
+
+
 async def test_the_bridge_executes_a_command_once_across_its_own_restart(
-    stack: Stack, operator: RelayClient, tmp_path: Path
+    stack: Stack, broker_relay: RelayProcess, tmp_path: Path
 ) -> None:
     factory_name = stack.create_user(UserType.FACTORY)
-    bridge = bridge_process(stack, tmp_path, factory_name).start()
+    bridge = bridge_process(stack, tmp_path, factory_name, broker_relay).start()
+    operator = client_for(stack, stack.create_user(UserType.OPERATOR), broker_relay)
     try:
-        await next_message(operator, 5)  # the bridge is online
-        await operator.send_command({"action": "start"}, target=factory_name, id="cmd-1")
-        assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-1")]
-        assert await in_thread(bridge.stop) == 0
-        await operator.send_command({"action": "stop"}, target=factory_name, id="cmd-2")
-        await in_thread(bridge.start)
-        assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-2")]  # missed, replayed
-        await operator.send_command({"action": "start"}, target=factory_name, id="cmd-1")
-        await operator.send_command({"action": "stop"}, target=factory_name, id="cmd-3")
-        assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-3")]  # cmd-1: not again
+        async with operator:
+            await next_message(operator, 5)  # the bridge is online
+            await operator.send_command({"action": "start"}, target=factory_name, id="cmd-1")
+            assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-1")]
+            assert await in_thread(bridge.stop) == 0
+            await operator.send_command({"action": "stop"}, target=factory_name, id="cmd-2")
+            await in_thread(bridge.start)
+            assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-2")]  # missed, replayed
+            await operator.send_command({"action": "start"}, target=factory_name, id="cmd-1")
+            await operator.send_command({"action": "stop"}, target=factory_name, id="cmd-3")
+            assert await answers(operator, 1) == [("COMMAND_ACK", "cmd-3")]  # cmd-1: not again
     finally:
         bridge.kill()
     events = log_events(bridge)
