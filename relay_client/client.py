@@ -8,7 +8,7 @@ ACK between two beats as a dead connection, and reconnects as the close-code tab
 expires it gets a fresh one (from its credentials or token provider) and sends it on the
 live session (op 7), so the session never ends with its token.
 
-A factory's client keeps its place in the relay's command streams (`relay_client.cursors`):
+A factory's client keeps its place in the relay's command streams (`relay_client.resume`):
 it resumes from the last cursor received on every reconnect, drops a dispatch it already
 has and one past its `expires_at`, and with a `state_file` keeps, across its own
 restarts, the cursor of the last message the application finished with
@@ -23,7 +23,6 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
-from relay_client.cursors import Cursor, CursorBook, dispatch_cursor, parse_cursors
+from relay_client.cursors import Cursor, parse_cursors
+from relay_client.messages import Message, Sender
 from relay_client.policy import Reconnect, reconnect_policy
 from relay_client.presence import FactoryPresence, PresenceBook
-from relay_client.state import (
-    DEFAULT_REMEMBERED_IDS,
-    ClientState,
-    RecentIds,
-    load_state,
-    save_state,
-)
+from relay_client.resume import StreamKeeper
+from relay_client.state import DEFAULT_REMEMBERED_IDS, ClientState
 from shared.logging import get_logger
 from shared.protocol import DISPATCH_OPS, RESERVED_EVENT_NAMES, Op
 
@@ -93,52 +88,6 @@ class _QueueFullError(Exception):
     another, and the reconnect resumes from the last message taken (nothing is lost)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
-    id: str
-    username: str
-    type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A dispatch the relay delivered: a Command (4), Status (5) or Event (6)."""
-
-    op: int
-    name: str | None
-    id: str
-    sender: Sender
-    target: str | None
-    payload: Any
-    ts: int
-    sequence: int
-    expires_at: int | None = None
-    """To factories: when the relay stops delivering it (ms since the epoch); act on it
-    no later (`RelayClient.expired`)."""
-    stream: str | None = None
-    """To factories: `all` or `own`, the stream `cursor` counts in."""
-    cursor: Cursor | None = None
-
-    @classmethod
-    def from_frame(cls, frame: dict[str, Any]) -> Message:
-        d = frame["d"]
-        stream, cursor = dispatch_cursor(d) or (None, None)
-        expires_at = d.get("expires_at")
-        return cls(
-            op=frame["op"],
-            name=frame.get("t"),
-            id=d["id"],
-            sender=Sender(**d["from"]),
-            target=d.get("target"),
-            payload=d.get("payload"),
-            ts=d["ts"],
-            sequence=frame["s"],
-            expires_at=expires_at if type(expires_at) is int else None,
-            stream=stream,
-            cursor=cursor,
-        )
-
-
 class RelayClient:
     """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`.
 
@@ -182,18 +131,12 @@ class RelayClient:
         self.user: Sender | None = None
         self.session_id: str | None = None
         self.sessions_opened = 0
-        self._state_file = None if state_file is None else Path(state_file)
-        self._remembered_ids = remembered_ids
-        self._state_loaded = False
-        self._save_lock = asyncio.Lock()
-        self.state = ClientState(executed=RecentIds(remembered_ids))
-        """Per stream, the cursor of the last message the application finished with, and
-        the ids of the commands it executed: what `state_file` keeps."""
-        self._received = CursorBook()
-        self._clock_skew_ms = clock_skew_ms
-        self._deliver_expired = deliver_expired
-        self._replaying: dict[str, int] = {}
-        self._ready_ms = 0
+        self._streams = StreamKeeper(
+            None if state_file is None else Path(state_file),
+            remembered_ids,
+            clock_skew_ms,
+            deliver_expired,
+        )
         self._presence = PresenceBook()
         self._on_presence = on_presence
 
@@ -238,7 +181,13 @@ class RelayClient:
     @property
     def cursors(self) -> dict[str, Cursor]:
         """Per stream, the last cursor received: what the next reconnect resumes from."""
-        return self._received.snapshot()
+        return self._streams.received.snapshot()
+
+    @property
+    def state(self) -> ClientState:
+        """Per stream, the cursor of the last message the application finished with, and
+        the ids of the commands it executed: what `state_file` keeps."""
+        return self._streams.state
 
     @property
     def factories(self) -> dict[str, FactoryPresence]:
@@ -250,10 +199,7 @@ class RelayClient:
 
         Check it again right before acting: a message can expire while it waits.
         """
-        if message.expires_at is None:
-            return False
-        now_ms = _now_ms() if now_ms is None else now_ms
-        return now_ms > message.expires_at + self._clock_skew_ms
+        return self._streams.expired(message, now_ms)
 
     async def commit(self, message: Message) -> None:
         """The application is done with `message` (acted on it, or refused it).
@@ -262,20 +208,13 @@ class RelayClient:
         file is written before this returns: commit after acting, before acknowledging.
         Iterating the client commits each message when the next one is asked for.
         """
-        if message.stream is None or message.cursor is None:
-            return
-        current = self._received.get(message.stream)
-        epoch = None if current is None else current.epoch
-        if self.state.commit(message.stream, message.cursor, epoch):
-            await self._save_state()
+        await self._streams.commit(message)
 
     async def remember_executed(self, message_id: str) -> None:
         """Remember a command's id as executed (`state.executed`; saved before this returns),
         so that the command is not executed again when it comes twice, even after a restart.
         """
-        if message_id not in self.state.executed:
-            self.state.executed.add(message_id)
-            await self._save_state()
+        await self._streams.remember_executed(message_id)
 
     # -- sending ------------------------------------------------------------------
 
@@ -389,11 +328,11 @@ class RelayClient:
     async def _serve(self, ws: ClientConnection, token: str) -> None:
         hello = orjson.loads(await ws.recv())
         interval = hello["d"]["heartbeat_interval"] / 1000
-        await self._load_state(token)
+        await self._streams.load(_username(token))
         await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": self._identify(token)}), text=True)
         ready = orjson.loads(await ws.recv())
         self._on_ready(ws, ready)
-        await self._save_state()  # where a restart resumes, before anything is handed over
+        await self._streams.save()  # where a restart resumes, before anything is handed over
         self._ready.set()
         heart = asyncio.create_task(self._beat(ws, interval))
         refresher = asyncio.create_task(self._refresh_before_expiry(ws))
@@ -413,7 +352,7 @@ class RelayClient:
     def _identify(self, token: str) -> dict[str, Any]:
         """Identify's `d`: a factory adds the cursors it resumes from (if it has any)."""
         identify: dict[str, Any] = {"token": token}
-        resume = self._received.resume()
+        resume = self._streams.received.resume()
         if resume and _unverified_claims(token).get("type") == FACTORY:
             identify["resume"] = resume
         return identify
@@ -423,7 +362,7 @@ class RelayClient:
         self.session_id = ready["d"]["session_id"]
         cursors = parse_cursors(ready["d"].get("cursors"))
         if cursors:
-            self._start_streams(cursors, ready["d"].get("resumed"))
+            self._streams.start(cursors, ready["d"].get("resumed"))
         if "factories" in ready["d"]:
             self._notify(self._presence.snapshot(ready["d"]["factories"]))
         self._last_sequence = ready.get("s")
@@ -432,31 +371,10 @@ class RelayClient:
         self.sessions_opened += 1
         self._backoff.reset()
 
-    def _start_streams(self, cursors: dict[str, Cursor], resumed: Any) -> None:
-        """READY's cursors: where each stream starts, and whether it resumed (logged).
-
-        A stream that started afresh is committed at its new start at once, so a restart
-        before its first message resumes from there, not from a cursor the relay refused.
-        """
-        asked = self._received.snapshot()
-        self._received.start(cursors)
-        self._ready_ms = _now_ms()
-        self._replaying = {}
-        for stream, cursor in cursors.items():
-            was_resumed = isinstance(resumed, dict) and resumed.get(stream) is True
-            if was_resumed:
-                self._replaying[stream] = 0
-                self.state.cursors.setdefault(stream, cursor)
-                log.info("relay_stream_resumed", stream=stream, **cursor.to_json())
-            else:
-                self.state.cursors[stream] = cursor
-                reason = "not resumable" if stream in asked else "no cursor to resume from"
-                log.info("relay_stream_afresh", stream=stream, reason=reason, **cursor.to_json())
-
     def _on_frame(self, frame: dict[str, Any]) -> None:
         if frame["op"] == Op.HEARTBEAT_ACK:
             self._acked = True
-            self._replay_done()
+            self._streams.replay_done()
             return
         self._last_sequence = frame.get("s", self._last_sequence)
         if frame.get("t") in SERVER_EVENTS:
@@ -467,40 +385,8 @@ class RelayClient:
             message = Message.from_frame(frame)
             if message.op == Op.STATUS:
                 self._notify([self._presence.status(message.sender.username, frame["d"])])
-            if self._admit(message):
+            if self._streams.admit(message):
                 self._messages.put_nowait(message)
-
-    def _admit(self, message: Message) -> bool:
-        """Whether the application gets this dispatch: not a duplicate, not expired."""
-        if message.stream is not None and message.cursor is not None:
-            if not self._received.accept(message.stream, message.cursor):
-                log.info("relay_duplicate_dropped", id=message.id, stream=message.stream)
-                return False
-            self._count_replayed(message)
-        if self.expired(message):
-            log.warning(
-                "relay_expired_dispatch",
-                id=message.id,
-                expires_at=message.expires_at,
-                dropped=not self._deliver_expired,
-            )
-            return self._deliver_expired
-        return True
-
-    def _count_replayed(self, message: Message) -> None:
-        """A stream message stamped before READY was missed and replayed; the first one
-        stamped after it (or the first heartbeat ACK) ends the replay."""
-        if not self._replaying:
-            return
-        if message.ts >= self._ready_ms:
-            self._replay_done()
-        elif message.stream in self._replaying:
-            self._replaying[message.stream] += 1
-
-    def _replay_done(self) -> None:
-        if self._replaying:
-            log.info("relay_replayed", **self._replaying)
-            self._replaying = {}
 
     def _notify(self, changed: list[FactoryPresence]) -> None:
         if self._on_presence is None:
@@ -510,32 +396,6 @@ class RelayClient:
                 self._on_presence(entry)
             except Exception as error:  # the application's listener: never the connection's end
                 log.warning("relay_presence_listener_failed", error=repr(error))
-
-    async def _load_state(self, token: str) -> None:
-        """Once, before the first Identify: the state file of the token's user, if any."""
-        if self._state_loaded:
-            return
-        self._state_loaded = True
-        username = _unverified_claims(token).get("name")
-        username = username if isinstance(username, str) else None
-        if self._state_file is None:
-            self.state.username = username
-            return
-        self.state = await asyncio.to_thread(
-            load_state, self._state_file, username, self._remembered_ids
-        )
-        self._received = CursorBook(self.state.cursors)
-
-    async def _save_state(self) -> None:
-        """Write the state file (if any) with the state as it is now; a failure is logged."""
-        if self._state_file is None:
-            return
-        async with self._save_lock:
-            content = orjson.dumps(self.state.to_json())
-            try:
-                await asyncio.to_thread(save_state, self._state_file, content)
-            except OSError as error:
-                log.warning("relay_state_not_saved", path=str(self._state_file), error=str(error))
 
     def _on_server_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "PRESENCE_UPDATE":
@@ -610,10 +470,6 @@ class RelayClient:
             self._messages.put_nowait(error)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _unverified_claims(token: str) -> dict[str, Any]:
     """The token's claims, unchecked: only to know whose it is (the relay checks it)."""
     try:
@@ -621,6 +477,11 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     except jwt.PyJWTError:
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def _username(token: str) -> str | None:
+    username = _unverified_claims(token).get("name")
+    return username if isinstance(username, str) else None
 
 
 def _data(payload: Any, **optional: str | int | None) -> dict[str, Any]:

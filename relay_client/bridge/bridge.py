@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from relay_client.bridge.machine import CommandRejectedError, Machine, MachineUnavailableError
-from relay_client.client import Message, RelayClient
+from relay_client.client import RelayClient
+from relay_client.messages import Message
 from shared.logging import get_logger
 from shared.protocol import Op
 
