@@ -60,9 +60,11 @@ async def _memory() -> list[str]:
     message = frames.stream_message(Op.COMMAND, None, stamped, stream=frames.OWN, target="press-7")
     size = len(frames.complete(message, "0" * frames.EPOCH_BYTES, 1))
     try:
-        for _ in range(MEMORY_COMMANDS):
-            call_keys, args = streams.append_call(keys, message)
-            await streams.append_script(keys=call_keys, args=args)
+        await streams.load()
+        async with redis.pipeline(transaction=False) as pipe:
+            for _ in range(MEMORY_COMMANDS):
+                streams.append(pipe, keys, message)
+            await pipe.execute()
         log = await redis.memory_usage(keys.log) or 0
         meta = await redis.memory_usage(keys.meta) or 0
     finally:

@@ -119,20 +119,26 @@ def _count_resumes(resumed: dict[str, bool], replayed: int) -> None:
 
 
 def _oldest_cursors(hub: Hub, channels: Channels) -> Iterator[tuple[StreamKeys, dict[str, int]]]:
-    """Per stream with sessions here: the oldest cursor per epoch among them."""
+    """Per stream with sessions here, per epoch, the oldest message they all have: the
+    last one the hub handed them, or a session's floor (what it resumed or started from)."""
     everyone: dict[str, int] = {}
+    _include(everyone, hub.heard(frames.ALL))
     for factory, sessions in hub.factory_sessions():
         own: dict[str, int] = {}
+        _include(own, hub.heard(frames.OWN, factory))
         for session in sessions:
-            for stream, oldest in ((frames.ALL, everyone), (frames.OWN, own)):
-                cursor = session.cursor(stream)
-                if cursor is not None:
-                    epoch, offset = cursor
-                    oldest[epoch] = min(offset, oldest.get(epoch, offset))
+            _include(everyone, session.floor(frames.ALL))
+            _include(own, session.floor(frames.OWN))
         if own:
             yield channels.stream(Stream.OWN, factory), own
-    if everyone:
+    if everyone and hub.has_factories:
         yield channels.stream(Stream.ALL), everyone
+
+
+def _include(oldest: dict[str, int], position: tuple[str, int] | None) -> None:
+    if position is not None:
+        epoch, offset = position
+        oldest[epoch] = min(offset, oldest.get(epoch, offset))
 
 
 def _after(oldest: dict[str, int], epoch: str) -> int:

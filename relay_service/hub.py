@@ -34,8 +34,9 @@ class Listener(Protocol):
 
     def dispatch_kept(self, dispatch: Dispatch) -> None: ...
 
-    def cursor(self, stream: bytes) -> tuple[str, int] | None:
-        """The last message of `stream` this factory session has (epoch, offset)."""
+    def floor(self, stream: bytes) -> tuple[str, int] | None:
+        """The last message of `stream` this factory session has, while no live message
+        passed it (a resume's, or READY's cursor)."""
 
     def close_soon(self, code: CloseCode, reason: str) -> None: ...
 
@@ -58,6 +59,9 @@ class Hub:
         self._observers: set[Listener] = set()
         self._sessions: set[Listener] = set()
         self._per_user: dict[str, int] = {}
+        self._heard: dict[tuple[bytes, str], tuple[str, int]] = {}
+        """Per stream with sessions here, the last message handed to them (epoch, offset):
+        where filling a gap starts."""
         self.on_observer_message: Callable[[Dispatch], None] | None = None
 
     def __len__(self) -> int:
@@ -69,6 +73,10 @@ class Hub:
 
     def sessions_of(self, user_id: str) -> int:
         return self._per_user.get(user_id, 0)
+
+    @property
+    def has_factories(self) -> bool:
+        return bool(self._factories)
 
     def factory_sessions(self) -> Iterator[tuple[str, list[Listener]]]:
         """Each factory with sessions here (by username key), with a copy of them."""
@@ -101,6 +109,7 @@ class Hub:
             same_factory.discard(session)
             if not same_factory:
                 self._by_factory.pop(key, None)
+                self._heard.pop((frames.OWN, key), None)
         else:
             self._observers.discard(session)
         return True
@@ -129,12 +138,23 @@ class Hub:
             metrics.DROPPED["expired"].inc()
             return
         if dispatch.stream == frames.ALL:
-            listeners = self._factories
+            stream, listeners = (frames.ALL, ""), self._factories
         else:
-            listeners = self._by_factory.get(username_key(dispatch.name)) or set()
+            stream = (frames.OWN, username_key(dispatch.name))
+            listeners = self._by_factory.get(stream[1]) or set()
+        if not listeners:
+            return
+        heard = self._heard.get(stream)
+        if heard is not None and heard[0] == dispatch.epoch and dispatch.offset <= heard[1]:
+            return  # handed over already: read back while filling a gap, then heard live
+        self._heard[stream] = (dispatch.epoch, dispatch.offset)
         for session in listeners:
             session.dispatch_kept(dispatch)
         metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
+
+    def heard(self, stream: bytes, factory: str = "") -> tuple[str, int] | None:
+        """The last message of a stream (`own` of `factory`) handed to sessions here."""
+        return self._heard.get((stream, factory))
 
     def _to_observers(self, dispatch: Dispatch) -> None:
         listeners = self._observers

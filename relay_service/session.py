@@ -23,7 +23,6 @@ import uuid
 from contextlib import suppress
 from enum import Enum
 from functools import partial
-from itertools import chain
 
 import structlog
 from websockets.exceptions import ConnectionClosed
@@ -67,8 +66,8 @@ class Session:
         "_claims",
         "_close_code",
         "_closer",
-        "_cursors",
         "_ends_at",
+        "_floors",
         "_held",
         "_host",
         "_outbox",
@@ -103,8 +102,10 @@ class Session:
         self._close_code: CloseCode | None = None
         self._sender_stamp: dict[str, str] = {}
         self._held: list[Dispatch] | None = None
-        self._cursors: dict[bytes, tuple[str, int]] = {}
-        """Per stream (factories only): the last message delivered, to deliver each once."""
+        self._floors: dict[bytes, tuple[str, int]] | None = None
+        """Per stream (factories only), until a live message passes it: the last message
+        the session has (READY's cursor, or a replay's last), so a message that a resume
+        or a gap's filling delivered already is not delivered again."""
         self._ends_at = 0.0
         """Loop time at which the session ends: the identify deadline, then token expiry."""
 
@@ -166,17 +167,22 @@ class Session:
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
     def dispatch_kept(self, dispatch: Dispatch) -> None:
-        """A message of one of this factory's streams: skipped if this session already has
-        it (a resume's replay and a gap's filling may overlap the live messages)."""
-        if self.state is State.IDENTIFIED:
-            had = self._cursors.get(dispatch.stream)
-            if had is not None and had[0] == dispatch.epoch and dispatch.offset <= had[1]:
-                return
-            self._cursors[dispatch.stream] = (dispatch.epoch, dispatch.offset)
+        """A message of one of this factory's streams. Each stream's messages come in
+        offset order, so once one passes the stream's floor, no later one can be under it."""
+        floors = self._floors
+        if floors is not None and self.state is State.IDENTIFIED:
+            floor = floors.get(dispatch.stream)
+            if floor is not None:
+                if floor[0] == dispatch.epoch and dispatch.offset <= floor[1]:
+                    return
+                del floors[dispatch.stream]
+                if not floors:
+                    self._floors = None
         self.dispatch(dispatch)
 
-    def cursor(self, stream: bytes) -> tuple[str, int] | None:
-        return self._cursors.get(stream)
+    def floor(self, stream: bytes) -> tuple[str, int] | None:
+        """The last message of `stream` this session has, while no live one passed it."""
+        return None if self._floors is None else self._floors.get(stream)
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close with `code` without waiting: callable from the hub's synchronous fan-out."""
@@ -274,12 +280,17 @@ class Session:
         resume's replay, then what arrived meanwhile: each stream's messages in order, once."""
         held, self._held = self._held or [], None
         self.state = State.IDENTIFIED
-        self._cursors = dict(welcome.cursors)
         self._ws.allow_messages_up_to(self._settings.max_message_bytes)
         self._send(frames.ready(self.session_id, self._sender_stamp, welcome.fields))
         metrics.FRAMES_OUT[Op.EVENT].inc()
         now = now_ms()
-        for dispatch in chain(welcome.replay, held):
+        floors = dict(welcome.cursors)
+        for dispatch in welcome.replay:
+            if dispatch.expires_at > now:
+                self.dispatch(dispatch)
+            floors[dispatch.stream] = (dispatch.epoch, dispatch.offset)
+        self._floors = floors or None
+        for dispatch in held:
             if dispatch.stream == NOT_KEPT:
                 self.dispatch(dispatch)
             elif dispatch.expires_at > now:

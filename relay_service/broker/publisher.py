@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from relay_service import metrics
 from relay_service.broker.base import DropCallback
@@ -121,20 +122,40 @@ class Publisher:
         return batch
 
     async def _publish_batch(self, batch: list[Queued]) -> None:
+        """One pipeline (two when Redis lost the append script: it is loaded and the
+        appends run again, in order); a message Redis refused alone is dropped alone."""
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for _, channel, message, _ in batch:
-                        if type(message) is bytes:
-                            pipe.publish(channel, message)
-                        else:
-                            keys, args = self._streams.append_call(*message)
-                            await self._streams.append_script(keys=keys, args=args, client=pipe)
-                    await pipe.execute()
+                refused = await self._execute(batch)
+                unknown = [queued for queued, error in refused if isinstance(error, NoScriptError)]
+                if unknown:
+                    await self._streams.load()
+                    refused = [r for r in refused if not isinstance(r[1], NoScriptError)]
+                    refused += await self._execute(unknown)
         except Exception as error:  # the publisher outlives any one failed batch
             log.warning("broker_publish_failed", dropped=len(batch), error=describe(error))
             for *_, on_dropped in batch:
                 self._drop(PUBLISH_FAILED, on_dropped, logged=True)
+            return
+        if refused:
+            log.warning("broker_publish_failed", dropped=len(refused), error=str(refused[0][1]))
+        for queued, _ in refused:
+            self._drop(PUBLISH_FAILED, queued[3], logged=True)
+
+    async def _execute(self, batch: list[Queued]) -> list[tuple[Queued, Exception]]:
+        """Publish `batch` in one pipeline; what Redis refused, with its error."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for _, channel, message, _ in batch:
+                if type(message) is bytes:
+                    pipe.publish(channel, message)
+                else:
+                    self._streams.append(pipe, *message)
+            results = await pipe.execute(raise_on_error=False)
+        return [
+            (queued, result)
+            for queued, result in zip(batch, results, strict=True)
+            if isinstance(result, Exception)
+        ]
 
     def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
         metrics.DROPPED[reason].inc()

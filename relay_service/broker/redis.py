@@ -88,6 +88,9 @@ class RedisBroker(Broker):
         self._stale = False
         self._pongs = 0
         self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._early: list[tuple[str, bytes]] | None = None
+        """Messages heard on a new connection before the gap was filled (handed over after
+        it, so each stream's messages stay in offset order)."""
 
     async def connect(self) -> None:
         self._tasks = [
@@ -183,11 +186,17 @@ class RedisBroker(Broker):
         self._was_connected = False
         self._stale = False
         pubsub = self._client.pubsub()
+        self._early = []
         try:
             await self._subscribe_all(pubsub)
             _never_reconnect_silently(pubsub)
+            async with asyncio.timeout(self._timeout):
+                await self._streams.load()
             if self.on_resubscribed is not None:
-                await self.on_resubscribed()  # the gap, before anything newer is read
+                await self.on_resubscribed()  # the gap, before anything newer is handled
+            early, self._early = self._early, None
+            for channel, message in early:
+                self._hand_over(channel, message)
             self._mark_up(pubsub)
             while not self._stale:
                 await self._read_for(pubsub, HEALTH_INTERVAL_SECONDS)
@@ -243,7 +252,10 @@ class RedisBroker(Broker):
     def _route(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "message":
-            self._hand_over(message["channel"].decode(), message["data"])
+            if self._early is not None:  # heard while subscribing: after the gap's messages
+                self._early.append((message["channel"].decode(), message["data"]))
+            else:
+                self._hand_over(message["channel"].decode(), message["data"])
         elif kind == "pong":
             self._pongs += 1
         elif kind == "subscribe":

@@ -14,9 +14,12 @@ holds the epoch, expires after `META_RETENTION_SECONDS` without use. When the me
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
@@ -86,15 +89,23 @@ class RedisStreams:
         self._log_ttl_ms = log_ttl_ms
         self._meta_ttl_ms = META_RETENTION_SECONDS * 1000
         self._publish_command = publish_command
-        self.append_script = client.register_script(APPEND)
-        self._read_script = client.register_script(READ)
+        self._append_sha = _sha1(APPEND)
+        self._read_sha = _sha1(READ)
 
-    def append_call(
-        self, keys: StreamKeys, message: StreamMessage
-    ) -> tuple[list[str], list[bytes | str | int]]:
-        """The append script's keys and arguments, for the publisher's pipeline."""
+    async def load(self) -> None:
+        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer)."""
+        for script in (APPEND, READ):
+            await self._client.script_load(script)
+
+    def append(self, pipe: Pipeline, keys: StreamKeys, message: StreamMessage) -> None:
+        """Queue the append script on the publisher's pipeline (EVALSHA: a Redis that lost
+        its scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
         head, name, body_head = message
-        return [keys.log, keys.meta], [
+        pipe.evalsha(
+            self._append_sha,
+            2,
+            keys.log,
+            keys.meta,
             new_epoch(),
             self._meta_ttl_ms,
             self._history_size,
@@ -104,21 +115,37 @@ class RedisStreams:
             head,
             name,
             body_head,
-        ]
+        )
 
     async def read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
-        """Each stream's position and its messages after `after`, in one round trip.
+        """Each stream's position and its messages after `after`, in one round trip (two
+        when Redis lost the scripts). The caller bounds the call with its timeout."""
+        try:
+            replies = await self._read(reads)
+        except NoScriptError:
+            await self.load()
+            replies = await self._read(reads)
+        return [_kept(reply) for reply in replies]
 
-        The caller bounds the call with its timeout."""
+    async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[list[object]]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, after in reads:
-                await self._read_script(
-                    keys=[keys.log, keys.meta],
-                    args=[new_epoch(), self._meta_ttl_ms, after, self._history_size],
-                    client=pipe,
+                pipe.evalsha(
+                    self._read_sha,
+                    2,
+                    keys.log,
+                    keys.meta,
+                    new_epoch(),
+                    self._meta_ttl_ms,
+                    after,
+                    self._history_size,
                 )
-            replies = await pipe.execute()
-        return [_kept(reply) for reply in replies]
+            replies: list[list[object]] = await pipe.execute()
+        return replies
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 def _kept(reply: list[object]) -> Kept:

@@ -481,3 +481,20 @@ async def _delivered_and_failed(
         if frame.get("t") == "DELIVERY_FAILED":
             failed.append(frame["d"]["id"])
     return delivered, failed
+
+
+async def test_a_redis_that_lost_the_scripts_still_keeps_and_delivers(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector, tokens: Any
+) -> None:
+    relay = start_relay(FAST_BROKER, redis_url=private_redis.url, redis_prefix="noscript")
+    user = tokens.user(UserType.FACTORY)
+    with private_redis.client() as redis:
+        redis.script_flush()
+    factory = await connect(relay, user)  # READY reads the streams
+    operator = await connect(relay, UserType.OPERATOR)
+    with private_redis.client() as redis:
+        redis.script_flush()
+
+    sent = await send_targeted(operator, user, 3)
+
+    assert await receive_ids(factory, 3) == sent
