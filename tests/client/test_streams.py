@@ -190,3 +190,15 @@ async def test_presence_follows_the_snapshot_then_the_updates() -> None:
             await wait_for(lambda: len(heard) == 2)
             assert client.factories == {FACTORY: FactoryPresence(FACTORY, False, 200)}
     assert [entry.online for entry in heard] == [True, False]
+
+
+async def test_a_corrupt_state_file_is_ignored_and_replaced(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    state_file.write_text('{"format": "something else", "cursors": ')
+    async with (
+        stand_in_relay(Script(ready={"cursors": cursors(5, 7)})) as relay,
+        RelayClient(relay.url, token=factory_token(), state_file=state_file),
+    ):
+        pass
+    assert "resume" not in relay.identifies[0]
+    assert json.loads(state_file.read_text())["cursors"]["own"] == {"epoch": EPOCH, "offset": 7}
