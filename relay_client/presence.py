@@ -1,10 +1,11 @@
 """Which factories are online, for admins, operators and viewers.
 
 Every READY carries a snapshot of the factories (online now, or seen recently), and each
-change afterwards comes as a `PRESENCE_UPDATE` event. An update may repeat what the
-snapshot showed, and after a reconnect the snapshot may be older than an update already
-heard, so per factory the entry with the latest `since` wins. A factory's statuses (op 5)
-keep its `status` current.
+change afterwards comes as a `PRESENCE_UPDATE` event. Each READY starts again from its
+snapshot: a factory it leaves out is neither online nor seen recently, and is forgotten.
+An update may repeat what the snapshot showed, and one heard on the previous session may
+be newer than a snapshot read on another replica, so per factory the entry with the
+latest `since` wins. A factory's statuses (op 5) keep its `status` current.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ class PresenceBook:
         self.factories: dict[str, FactoryPresence] = {}
 
     def snapshot(self, entries: Any) -> list[FactoryPresence]:
-        """READY's `factories`. Entries it leaves out are kept: only an update retires them."""
-        if not isinstance(entries, list):
-            return []
+        """READY's `factories` (see the module); returns the entries that changed."""
+        parsed = [parse_presence(data) for data in entries] if isinstance(entries, list) else []
+        listed = {entry.username for entry in parsed if entry is not None}
+        self.factories = {name: e for name, e in self.factories.items() if name in listed}
         changed = []
-        for data in entries:
-            entry = parse_presence(data)
+        for entry in parsed:
             if entry is not None and self._keep(entry, take_status=True):
                 changed.append(self.factories[entry.username])
         return changed

@@ -52,3 +52,18 @@ def test_entries_that_are_not_presence_are_skipped() -> None:
     book = PresenceBook()
     assert book.snapshot([{"username": "press-7"}, "x", snapshot_entry(True, True)]) == []
     assert book.snapshot(None) == []
+
+
+def test_a_new_snapshot_forgets_the_factories_it_leaves_out() -> None:
+    book = PresenceBook()
+    book.snapshot([snapshot_entry(False, 100), {**snapshot_entry(True, 50), "username": "p-2"}])
+    book.snapshot([{**snapshot_entry(True, 60), "username": "p-2"}])
+    assert list(book.factories) == ["p-2"]
+
+
+def test_a_new_snapshot_keeps_an_entry_heard_later_than_it() -> None:
+    book = PresenceBook()
+    book.snapshot([snapshot_entry(True, 100)])
+    book.update({"username": "press-7", "online": False, "since": 300})
+    assert book.snapshot([snapshot_entry(True, 100)]) == []
+    assert book.factories["press-7"].online is False
