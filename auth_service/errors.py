@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -22,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from shared.logging import get_logger
+from shared.redis_connect import REDIS_ERRORS
 
 log = get_logger(__name__)
 
@@ -31,8 +31,7 @@ STATUS_PHRASES = frozenset(code.phrase for code in HTTPStatus)
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
-    redis.exceptions.RedisError,
-    OSError,
+    *REDIS_ERRORS,
 )
 """What a request meets when PostgreSQL or Redis is down, hung or (Redis) full: the client
 should retry later. Any Redis error counts, so a full Redis (`OOM …`) fails closed too."""

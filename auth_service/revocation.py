@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import redis.exceptions
 import sqlalchemy.exc
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_service.models import DeletedUser, RevokedToken, User
 from shared.logging import get_logger
+from shared.redis_connect import REDIS_ERRORS
 from shared.revocation import (
     RedisRevocations,
     RevocationCopy,
@@ -47,10 +47,9 @@ log = get_logger(__name__)
 PENDING_EVENTS_LIMIT = 10_000
 """Revocation events kept for relays while Redis cannot take them (oldest dropped first)."""
 BACKING_SERVICE_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.RedisError,
+    *REDIS_ERRORS,  # TimeoutError included
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
-    OSError,  # TimeoutError included
 )
 
 LastWrite = UserCutoff | TokenRevocation

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +30,8 @@ from auth_service.throttle import (
 )
 from shared.identity import UserType
 from shared.logging import get_logger
+from shared.redis_connect import ClientOptions, RedisClient
+from shared.redis_connect import redis_client as connect_redis
 from shared.revocation import RedisRevocations, RevocationCopy
 from shared.tokens import TokenIssuer, TokenVerifier
 
@@ -49,7 +50,7 @@ class Services:
     settings: AuthSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    redis: Redis | None
+    redis: RedisClient | None
     issuer: TokenIssuer
     verifier: TokenVerifier
     throttle: LoginThrottle
@@ -86,22 +87,25 @@ def _throttle(settings: AuthSettings, store: CounterStore) -> LoginThrottle:
     )
 
 
-def redis_client(settings: AuthSettings) -> Redis | None:
-    """Every call bounded by `REDIS_TIMEOUT_SECONDS`; a dropped connection retried."""
+def redis_client(settings: AuthSettings) -> RedisClient | None:
+    """Every call bounded by `REDIS_TIMEOUT_SECONDS`; a dropped connection retried (on
+    Sentinel, on the master the sentinels name then: a failover is followed)."""
     if not settings.redis_url:
         return None
     base, cap = REDIS_RETRY_BACKOFF_SECONDS
-    return Redis.from_url(
+    return connect_redis(
         settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        retry=Retry(ExponentialBackoff(cap=cap, base=base), REDIS_RETRIES),
-        retry_on_error=[RedisConnectionError],
+        ClientOptions(
+            connect_timeout_seconds=settings.redis_timeout_seconds,
+            socket_timeout_seconds=settings.redis_timeout_seconds,
+            retry=Retry(ExponentialBackoff(cap=cap, base=base), REDIS_RETRIES),
+            retry_on_error=(RedisConnectionError,),
+        ),
     )
 
 
 def revocation_sync(
-    settings: AuthSettings, redis: Redis | None, sessions: async_sessionmaker[AsyncSession]
+    settings: AuthSettings, redis: RedisClient | None, sessions: async_sessionmaker[AsyncSession]
 ) -> RevocationSync | None:
     if redis is None:
         return None

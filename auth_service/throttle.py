@@ -28,9 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from shared.identity import username_key
+from shared.redis_connect import RedisClient
 
 MEMORY_SWEEP_THRESHOLD = 10_000
 """In-process counters kept before expired ones are swept out."""
@@ -151,15 +150,16 @@ def _ms(seconds: int) -> int:
 
 
 class RedisCounterStore:
-    """Counters in Redis under `<prefix>:login:…`, shared by every replica."""
+    """Counters in Redis under `<prefix>:{login}:…`, shared by every replica."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._prefix = prefix
         self._take = redis.register_script(_TAKE)
         self._settle = redis.register_script(_SETTLE)
 
     def key(self, key: str) -> str:
-        return f"{self._prefix}:login:{key}"
+        """Every counter under one hash tag (`{login}`): a script touches one cluster slot."""
+        return f"{self._prefix}:{{login}}:{key}"
 
     async def take(self, counted: Sequence[Counter], checked: Sequence[Counter]) -> float | None:
         counters = (*counted, *checked)

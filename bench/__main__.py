@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bench.machine import describe_machine
 
-BENCHMARKS = ("tokens", "login", "relay", "drain", "streams")
+BENCHMARKS = ("tokens", "login", "relay", "drain", "streams", "presence", "pubsub")
 
 
 def chosen(argv: Sequence[str] | None = None) -> list[str]:

@@ -40,6 +40,14 @@ class RelaySettings(CommonSettings):
     """Messages each command stream keeps for factories that resume."""
     broker_publish_max_age_ms: int = Field(default=5_000, ge=10, le=600_000)
     """A message still waiting for Redis this long is dropped, never published late."""
+    presence_grace_ms: int = Field(default=5_000, ge=0, le=3_600_000)
+    """A factory whose last session closed goes offline when none of its sessions
+    identifies within this grace (a 1012 drain or a network blip announces nothing)."""
+    presence_ttl_seconds: int = Field(default=30, ge=1, le=3600)
+    """A replica that stops heartbeating its liveness in Redis this long is taken for dead:
+    its factories go offline (after the grace)."""
+    presence_retention_seconds: int = Field(default=604_800, ge=1, le=31_536_000)
+    """How long an offline factory stays in READY's snapshot (and in Redis)."""
 
     @field_validator("forwarded_allow_ips", mode="before")
     @classmethod

@@ -109,6 +109,14 @@ def complete(message: StreamMessage, epoch: str, offset: int) -> bytes:
     return b'%b%b%012d%b%b%b","offset":%d}}}' % (head, mark, offset, name, body_head, mark, offset)
 
 
+def unkept(message: StreamMessage) -> bytes:
+    """The broker message of a message to factories that no stream kept (the broker was
+    unreachable): no epoch, no offset, and no `cursor` in its body."""
+    head, name, body_head = message
+    body = body_head[: body_head.rindex(b',"cursor":')] + b"}}"
+    return b"%b%b%b%012d%b%b" % (head[:-1], NOT_KEPT, NO_EPOCH.encode(), 0, name, body)
+
+
 def pack(dispatch: Dispatch) -> bytes:
     name = dispatch.name.encode()
     return b"%c%d%013d%013d%b%b%012d%02d%b%b" % (

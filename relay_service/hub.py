@@ -128,6 +128,8 @@ class Hub:
         metrics.DELIVERY_LATENCY.observe(max(0.0, age))
         if audience is Audience.OBSERVERS:
             self._to_observers(dispatch)
+        elif dispatch.stream == frames.NOT_KEPT:
+            self._to_factories_unkept(dispatch, audience)
         else:
             self.deliver_kept(dispatch, now_ms=int(now * 1000))
 
@@ -155,6 +157,18 @@ class Hub:
     def heard(self, stream: bytes, factory: str = "") -> tuple[str, int] | None:
         """The last message of a stream (`own` of `factory`) handed to sessions here."""
         return self._heard.get((stream, factory))
+
+    def _to_factories_unkept(self, dispatch: Dispatch, audience: Audience) -> None:
+        """A message to factories no stream kept (sent while the broker was unreachable,
+        handed only to this replica's sessions): delivered live, the sessions' cursors
+        untouched."""
+        if audience is Audience.ALL_FACTORIES:
+            listeners = self._factories
+        else:
+            listeners = self._by_factory.get(username_key(dispatch.name)) or set()
+        for session in listeners:
+            session.dispatch(dispatch)
+        metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
 
     def _to_observers(self, dispatch: Dispatch) -> None:
         listeners = self._observers

@@ -29,6 +29,11 @@ DROPPED: dict[str, Counter] = {
     reason: BROKER_DROPPED.labels(reason=reason) for reason in DROP_REASONS
 }
 """One child per reason, made up front: each is exported (at 0) before its first drop."""
+BROKER_LOCAL_ONLY = Counter(
+    "relay_broker_local_only_messages_total",
+    "Messages sent while the broker was unreachable, handed only to this replica's own"
+    " sessions (never published later)",
+)
 BROKER_PUBLISH_QUEUE_BYTES = Gauge(
     "relay_broker_publish_queue_bytes", "Bytes of messages waiting to be published to the broker"
 )

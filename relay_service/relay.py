@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import partial
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -28,11 +28,14 @@ from relay_service.config import RelaySettings
 from relay_service.frames import Dispatch, StreamMessage
 from relay_service.host import Welcome
 from relay_service.hub import Hub
+from relay_service.presence import glue, presence_for
 from relay_service.revocations import RevocationCheckUnavailableError, Revocations
 from relay_service.session import Session
 from shared.identity import UserType
 from shared.logging import get_logger
 from shared.protocol import CloseCode, ProtocolError, ResumeData
+from shared.redis_connect import ClientOptions, RedisClient
+from shared.redis_connect import redis_client as connect_redis
 from shared.revocation import RedisRevocations
 from shared.tokens import InvalidTokenError, TokenClaims, TokenVerifier
 
@@ -76,6 +79,14 @@ class Relay:
             self._control[self.channels.revocations] = self.revocations.on_event
         self.broker = broker_for(settings, self._redis, self._on_broker_message)
         self._commands = CommandStreams(self.broker, self.channels)
+        self.presence = presence_for(
+            settings,
+            self._redis,
+            self.channels,
+            publish=self.broker.publish,
+            deliver_locally=self.hub.deliver,
+        )
+        self.hub.on_observer_message = partial(glue.heard, self.presence)
         self.admission = Admission(
             per_address=settings.max_connections_per_address,
             total=connection_cap(settings.max_connections),
@@ -88,11 +99,15 @@ class Relay:
         channel."""
         await self.verifier.start()
         self.broker.on_resubscribed = self._fill_gaps
-        for channel in (*self._control, *self.channels.audiences):
+        for channel in self._control:
+            await self.broker.subscribe(channel, control=True)
+        for channel in self.channels.audiences:
             await self.broker.subscribe(channel)
         await self.broker.connect()
+        await self.presence.start()
 
     async def stop(self) -> None:
+        await self.presence.stop()  # writes the drain's closes while Redis is still there
         await self.broker.disconnect()
         await self.verifier.aclose()
         if self._redis is not None:
@@ -123,19 +138,27 @@ class Relay:
             raise ProtocolError(CloseCode.TOO_MANY_SESSIONS, "too many sessions for this user")
         self.hub.add(session, claims)
         metrics.CONNECTIONS.labels(type=claims.user_type.value).inc()
+        if claims.user_type is UserType.FACTORY:
+            await self.presence.factory_joined(claims.username)
 
     async def welcome(self, claims: TokenClaims, resume: ResumeData | None) -> Welcome:
         if claims.user_type is UserType.FACTORY:
             return await self._commands.welcome(claims.username, resume)
-        return Welcome()
+        # Taken once the session listens: what changes from now on follows READY.
+        return Welcome(fields={"factories": self.presence.snapshot()})
 
     async def leave(self, session: Session, claims: TokenClaims) -> None:
         if self.hub.remove(session, claims):
             metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
+            if claims.user_type is UserType.FACTORY:
+                self.presence.factory_left(claims.username)
 
     def publish_to_observers(self, dispatch: Dispatch, on_dropped: DropCallback) -> None:
         channel = self.channels.observer_shard(dispatch.name)
         self.broker.publish(channel, frames.pack(dispatch), on_dropped)
+        status = glue.status_data(dispatch)
+        if status is not None:
+            self.presence.status_sent(dispatch.name, status, dispatch.ts_ms)
 
     def publish_to_factories(
         self, stream: Stream, target: str | None, message: StreamMessage, on_dropped: DropCallback
@@ -143,6 +166,8 @@ class Relay:
         self.broker.append(self.channels.stream(stream, target), message, on_dropped)
 
     async def _fill_gaps(self) -> None:
+        """After every (re)connect: what this replica missed while deaf."""
+        self.presence.reseed()
         await self._commands.fill_gaps(self.hub)
 
 
@@ -157,8 +182,9 @@ def replica_name() -> str:
     return f"relay:{socket.gethostname()}:{os.getpid()}"
 
 
-def redis_client(settings: RelaySettings) -> Redis | None:
-    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker).
+def redis_client(settings: RelaySettings) -> RedisClient | None:
+    """The replica's Redis connections (None without `REDIS_URL`: the in-process broker),
+    to one server, to Sentinel's current master, or to a cluster (`shared.redis_connect`).
 
     No `socket_timeout`: redis-py bounds each write with `asyncio.wait_for` (a task per
     command on Python 3.11). Every caller bounds its whole call, retries included, with
@@ -167,17 +193,17 @@ def redis_client(settings: RelaySettings) -> Redis | None:
     """
     if settings.redis_url is None:
         return None
-    pool = BlockingConnectionPool.from_url(
+    return connect_redis(
         settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        timeout=REDIS_POOL_WAIT_SECONDS,
-        socket_keepalive=True,
-        socket_timeout=None,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        health_check_interval=10,
-        client_name=replica_name(),
-        # A pool built directly gets no retry; without one, the first command on each
-        # connection left stale by a Redis restart fails (a published message is lost).
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),
+        ClientOptions(
+            connect_timeout_seconds=settings.redis_timeout_seconds,
+            max_connections=REDIS_POOL_SIZE,
+            pool_wait_seconds=REDIS_POOL_WAIT_SECONDS,
+            keepalive=True,
+            health_check_interval=10,
+            client_name=replica_name(),
+            # A pool built directly gets no retry; without one, the first command on each
+            # connection left stale by a Redis restart (or a failover) fails.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=REDIS_RETRIES),
+        ),
     )
-    return Redis.from_pool(pool)

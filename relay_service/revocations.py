@@ -18,11 +18,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 import orjson
-from redis.exceptions import RedisError
 
 from relay_service.broker.base import BadMessageError
 from relay_service.hub import Listener
 from shared.protocol import CloseCode
+from shared.redis_connect import REDIS_ERRORS
 from shared.revocation import RedisRevocations, RevocationEvent
 from shared.tokens import TokenClaims
 
@@ -65,7 +65,7 @@ class Revocations:
                 raise RevocationCheckUnavailableError(
                     f"no answer within {self._timeout:g} s"
                 ) from None
-            except (RedisError, OSError) as error:
+            except REDIS_ERRORS as error:
                 raise RevocationCheckUnavailableError(str(error) or repr(error)) from None
         return revoked or any(event.revokes(claims) for _, event in self._recent)
 

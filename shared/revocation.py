@@ -32,8 +32,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from shared.redis_connect import RedisClient
 from shared.tokens import TokenClaims
 
 WAKE_MARGIN_SECONDS = 0.005
@@ -98,36 +99,35 @@ class RevocationEvent:
 class RedisRevocations:
     """Writes (auth service) and reads (relay) the revocation keys and channel."""
 
-    def __init__(self, redis: Redis, *, prefix: str, token_ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, token_ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._channel = revocation_channel(prefix)
         self._token_ttl_seconds = token_ttl_seconds
 
     async def revoke_token(self, claims: TokenClaims) -> None:
+        """The key, then the event (a relay that hears the event finds the key)."""
         ttl = max(1, math.ceil(claims.expires_at - time.time()))
         event = RevocationEvent(user_id=claims.user_id, token_id=claims.token_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(revoked_token_key(self._prefix, claims.token_id), 1, ex=ttl)
-            pipe.publish(self._channel, event.to_json())
-            await pipe.execute()
+        await self._redis.set(revoked_token_key(self._prefix, claims.token_id), 1, ex=ttl)
+        await self._redis.publish(self._channel, event.to_json())
 
     async def revoke_user(self, user_id: str, revoked_before: float) -> None:
         event = RevocationEvent(user_id=user_id, revoked_before=revoked_before)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                revoked_user_key(self._prefix, user_id),
-                repr(revoked_before),
-                ex=self._token_ttl_seconds,
-            )
-            pipe.publish(self._channel, event.to_json())
-            await pipe.execute()
+        await self._redis.set(
+            revoked_user_key(self._prefix, user_id),
+            repr(revoked_before),
+            ex=self._token_ttl_seconds,
+        )
+        await self._redis.publish(self._channel, event.to_json())
 
     async def is_revoked(self, claims: TokenClaims) -> bool:
-        token_flag, user_cutoff = await self._redis.mget(
-            revoked_token_key(self._prefix, claims.token_id),
-            revoked_user_key(self._prefix, claims.user_id),
-        )
+        # Two GETs in one pipeline, not MGET: on a cluster the keys are in different slots
+        # (the pipeline asks each node its own); on one server it is one round trip.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(revoked_token_key(self._prefix, claims.token_id))
+            pipe.get(revoked_user_key(self._prefix, claims.user_id))
+            token_flag, user_cutoff = await pipe.execute()
         if token_flag is not None:
             return True
         return issued_before(claims, None if user_cutoff is None else float(user_cutoff))
@@ -178,7 +178,7 @@ class TokenRevocation:
 class RevocationCopy:
     """The auth service's side of the relays' copy: restoring it and noticing its loss."""
 
-    def __init__(self, redis: Redis, *, prefix: str, marker_ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, marker_ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._channel = revocation_channel(prefix)
@@ -206,8 +206,10 @@ class RevocationCopy:
 
     async def restore(self, users: list[UserCutoff], tokens: list[TokenRevocation]) -> None:
         """Write every revocation given (idempotent), then the marker."""
-        for start in range(0, len(users), RESTORE_BATCH):
-            batch = users[start : start + RESTORE_BATCH]
+        # A cluster runs a script on one slot's keys: one user per call there.
+        batch_size = 1 if isinstance(self._redis, RedisCluster) else RESTORE_BATCH
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
             args: list[str | int] = []
             for cutoff in batch:
                 args += [repr(cutoff.revoked_before), cutoff.ttl_seconds]
@@ -226,6 +228,10 @@ class RevocationCopy:
     async def publish(self, events: list[RevocationEvent]) -> None:
         """Tell live relays about revocations they missed (their events could not be sent)."""
         if not events:
+            return
+        if isinstance(self._redis, RedisCluster):  # a cluster pipeline refuses PUBLISH
+            for event in events:
+                await self._redis.publish(self._channel, event.to_json())
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for event in events:

@@ -16,6 +16,7 @@ from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.keys import load_public_keys
+from shared.redis_connect import parse_redis_url
 
 MIN_SECRET_BYTES = 32
 JWKS_REFRESH_SECONDS = 300
@@ -80,8 +81,7 @@ class CommonSettings(BaseSettings):
     def _redis_scheme(cls, url: str | None) -> str | None:
         if url in (None, ""):
             return None
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        parse_redis_url(url)  # its ValueError names what is wrong, never the password
         return url
 
     @field_validator("jwt_secret")

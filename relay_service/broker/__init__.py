@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.config import RelaySettings
+from shared.redis_connect import RedisClient
 
 
-def broker_for(settings: RelaySettings, client: Redis | None, on_message: MessageHandler) -> Broker:
+def broker_for(
+    settings: RelaySettings, client: RedisClient | None, on_message: MessageHandler
+) -> Broker:
     """The Redis broker when there is a Redis client, else the in-process one."""
     if client is None:
         from relay_service.broker.memory import MemoryBroker

@@ -75,10 +75,13 @@ class Broker(ABC):
         """Stop the listener and publisher; messages still queued are dropped."""
 
     @abstractmethod
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, *, control: bool = False) -> None:
         """Hear `channel`: when this returns (the broker confirmed, or after a bounded wait
         while it is unreachable), every message published to it afterwards is handled.
-        While disconnected, the subscription is remembered and made on reconnect."""
+        While disconnected, the subscription is remembered and made on reconnect.
+
+        `control`: a channel others publish to with plain PUBLISH (the auth service's
+        revocation events), never a shard channel on Redis Cluster."""
 
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None:

@@ -30,7 +30,7 @@ class MemoryBroker(Broker):
     async def disconnect(self) -> None:
         self._channels.clear()
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, *, control: bool = False) -> None:
         self._channels.add(channel)
 
     async def unsubscribe(self, channel: str) -> None:

@@ -3,11 +3,14 @@ pipelines by one publisher task, so per-sender order holds and a sender never wa
 Redis.
 
 A message is dropped instead (counted in `relay_broker_dropped_messages_total{reason}`, its
-`on_dropped` called once) when the broker is down (`unreachable`) or the queue full
-(`queue_full`) as it is published, when it waited longer than the max age by the time its
-turn came (`too_old`), and when the pipeline carrying it failed or outlasted the Redis
-timeout (`publish_failed`). Each pipeline is bounded by the Redis timeout with
-`asyncio.timeout`.
+`on_dropped` called once) when the queue is full (`queue_full`) as it is published, when it
+waited longer than the max age by the time its turn came (`too_old`), and when the
+pipeline carrying it failed or outlasted the Redis timeout (`publish_failed`). Each
+pipeline is bounded by the Redis timeout with `asyncio.timeout`.
+
+While the broker is down, a message (sent then, or still queued) is never sent to Redis:
+it is handed to `deliver_locally` (this replica's own sessions), in the senders' order,
+and `on_dropped` hears `local_only` (`unreachable` without a local delivery).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from relay_service import metrics
@@ -26,6 +28,7 @@ from relay_service.broker.redis_streams import RedisStreams
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 from shared.logging import get_logger
+from shared.redis_connect import RedisClient
 
 log = get_logger(__name__)
 
@@ -37,6 +40,8 @@ QUEUE_FULL = "queue_full"
 TOO_OLD = "too_old"
 PUBLISH_FAILED = "publish_failed"
 UNREACHABLE = "unreachable"
+LOCAL_ONLY = "local_only"
+"""Not a drop: sent while the broker was unreachable, it reached this replica's sessions only."""
 
 Append = tuple[StreamKeys, StreamMessage]
 """A message for factories: appended to its stream, which publishes it (one Lua script)."""
@@ -54,17 +59,21 @@ def payload_size(payload: Payload) -> int:
 class Publisher:
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         streams: RedisStreams,
         *,
+        publish_command: str,
         is_up: Callable[[], bool],
         timeout_seconds: float,
         queue_limit: int,
         queue_limit_bytes: int,
         max_age_seconds: float,
+        deliver_locally: Callable[[str, Payload], None] | None = None,
     ) -> None:
         self._client = client
         self._streams = streams
+        self._publish_command = publish_command
+        self._deliver_locally = deliver_locally
         self._is_up = is_up
         self._timeout = timeout_seconds
         self._queue_limit = queue_limit
@@ -79,8 +88,8 @@ class Publisher:
     def publish(
         self, channel: str, message: Payload, on_dropped: DropCallback | None = None
     ) -> None:
-        if not self._is_up():
-            self._drop(UNREACHABLE, on_dropped)
+        if not self._is_up() and not self._outbox:  # else after those queued: in order
+            self._unreachable(channel, message, on_dropped)
             return
         size = payload_size(message)
         if (
@@ -116,7 +125,7 @@ class Publisher:
             if queued[0] < oldest_allowed:
                 self._drop(TOO_OLD, queued[3])
             elif not up:
-                self._drop(UNREACHABLE, queued[3])
+                self._unreachable(queued[1], queued[2], queued[3])
             else:
                 batch.append(queued)
         return batch
@@ -146,8 +155,8 @@ class Publisher:
         """Publish `batch` in one pipeline; what Redis refused, with its error."""
         async with self._client.pipeline(transaction=False) as pipe:
             for _, channel, message, _ in batch:
-                if type(message) is bytes:
-                    pipe.publish(channel, message)
+                if type(message) is bytes:  # PUBLISH, or SPUBLISH on a cluster
+                    pipe.execute_command(self._publish_command, channel, message)
                 else:
                     self._streams.append(pipe, *message)
             results = await pipe.execute(raise_on_error=False)
@@ -156,6 +165,22 @@ class Publisher:
             for queued, result in zip(batch, results, strict=True)
             if isinstance(result, Exception)
         ]
+
+    def _unreachable(self, channel: str, message: Payload, on_dropped: DropCallback | None) -> None:
+        """Never sent to Redis: it goes to this replica's own sessions instead
+        (`deliver_locally`), and the sender hears `local_only`; without a local delivery,
+        it is dropped."""
+        if self._deliver_locally is None:
+            self._drop(UNREACHABLE, on_dropped)
+            return
+        self._deliver_locally(channel, message)
+        metrics.BROKER_LOCAL_ONLY.inc()
+        self._log_drop(LOCAL_ONLY)
+        if on_dropped is not None:
+            try:
+                on_dropped(LOCAL_ONLY)
+            except Exception:
+                log.exception("broker_drop_callback_failed", reason=LOCAL_ONLY)
 
     def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
         metrics.DROPPED[reason].inc()

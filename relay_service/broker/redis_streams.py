@@ -17,38 +17,44 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
-from relay_service.streams import Kept, new_epoch
+from relay_service.streams import Kept
+from shared.redis_connect import RedisClient
+
+AnyPipeline = Pipeline | ClusterPipeline
 
 META_RETENTION_SECONDS = 7 * 86_400
 
-# Shared by both scripts: make the epoch on first use (dropping a log that outlived its
-# meta: its offsets belong to a lost epoch), and keep the meta alive.
+# Shared by both scripts: make the epoch on first use from Redis's clock (a stream's next
+# epoch is always another), dropping a log that outlived its meta (its offsets belong to a
+# lost epoch), and keep the meta alive.
 _OPEN = """
-if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[2], 'head', 0, 'lost_upto', 0, 'lost_until', 0)
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local now = redis.call('TIME')
+  local epoch = string.format('%08x%08x', tonumber(now[1]), tonumber(now[2]))
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'head', 0, 'lost_upto', 0, 'lost_until', 0)
   redis.call('DEL', KEYS[1])
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 """
 
 APPEND = (
-    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, history size, log ttl ms,
--- publish command, channel, head, name, body head.
+    """-- KEYS: log, meta. ARGV: meta ttl ms, history size, log ttl ms, publish command,
+-- channel, head, name, body head.
 """
     + _OPEN
     + """
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 local offset = redis.call('HINCRBY', KEYS[2], 'head', 1)
-local message = ARGV[7] .. epoch .. string.format('%012d', offset) .. ARGV[8] .. ARGV[9]
+local message = ARGV[6] .. epoch .. string.format('%012d', offset) .. ARGV[7] .. ARGV[8]
   .. epoch .. '","offset":' .. offset .. '}}}'
 redis.call('ZADD', KEYS[1], offset, message)
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if excess > 0 then
   local lost_until = tonumber(redis.call('HGET', KEYS[2], 'lost_until'))
   local trimmed = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
@@ -59,21 +65,21 @@ if excess > 0 then
     'lost_until', string.format('%d', lost_until))
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call(ARGV[5], ARGV[6], message)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call(ARGV[4], ARGV[5], message)
 return offset
 """
 )
 
 READ = (
-    """-- KEYS: log, meta. ARGV: new epoch, meta ttl ms, after (-1: position only), limit.
+    """-- KEYS: log, meta. ARGV: meta ttl ms, after (-1: position only), limit.
 """
     + _OPEN
     + """
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'head', 'lost_upto', 'lost_until')
 local kept = {}
-if tonumber(ARGV[3]) >= 0 then
-  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'LIMIT', 0, ARGV[4])
+if tonumber(ARGV[2]) >= 0 then
+  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])
 end
 return {meta[1], meta[2], meta[3], meta[4], kept}
 """
@@ -81,32 +87,37 @@ return {meta[1], meta[2], meta[3], meta[4], kept}
 
 
 class RedisStreams:
+    """Both scripts run by their SHA1 (`EVALSHA`, sent as a raw command: a cluster pipeline
+    refuses redis-py's `evalsha` method but routes the command by its keys' slot)."""
+
     def __init__(
-        self, client: Redis, *, history_size: int, log_ttl_ms: int, publish_command: str
+        self, client: RedisClient, *, history_size: int, log_ttl_ms: int, publish_command: str
     ) -> None:
         self._client = client
-        self._history_size = history_size
-        self._log_ttl_ms = log_ttl_ms
-        self._meta_ttl_ms = META_RETENTION_SECONDS * 1000
-        self._publish_command = publish_command
+        # Encoded once: the publisher passes them with every append.
+        self._history_size = b"%d" % history_size
+        self._log_ttl_ms = b"%d" % log_ttl_ms
+        self._meta_ttl_ms = b"%d" % (META_RETENTION_SECONDS * 1000)
+        self._publish_command = publish_command.encode()
         self._append_sha = _sha1(APPEND)
         self._read_sha = _sha1(READ)
 
     async def load(self) -> None:
-        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer)."""
+        """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer); on a
+        cluster, every master."""
         for script in (APPEND, READ):
             await self._client.script_load(script)
 
-    def append(self, pipe: Pipeline, keys: StreamKeys, message: StreamMessage) -> None:
+    def append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
         """Queue the append script on the publisher's pipeline (EVALSHA: a Redis that lost
         its scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
         head, name, body_head = message
-        pipe.evalsha(
+        pipe.execute_command(
+            "EVALSHA",
             self._append_sha,
             2,
             keys.log,
             keys.meta,
-            new_epoch(),
             self._meta_ttl_ms,
             self._history_size,
             self._log_ttl_ms,
@@ -130,12 +141,12 @@ class RedisStreams:
     async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[list[object]]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, after in reads:
-                pipe.evalsha(
+                pipe.execute_command(
+                    "EVALSHA",
                     self._read_sha,
                     2,
                     keys.log,
                     keys.meta,
-                    new_epoch(),
                     self._meta_ttl_ms,
                     after,
                     self._history_size,

@@ -20,6 +20,7 @@ import pytest
 
 from auth_service.core.config import AuthSettings, MigrationSettings
 from relay_service.config import RelaySettings
+from shared.redis_connect import parse_redis_url
 from tests.deploy.files import (
     ALL_SETTINGS,
     HEARTBEAT_INTERVAL_MS,
@@ -395,3 +396,43 @@ def test_the_compose_rendering_passes_nginx_t(compose: dict[str, Any], tmp_path:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
+
+
+SENTINEL_SERVICES = ("redis-replica", "redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3")
+
+
+def sentinel_url_from_env_example() -> str:
+    """The COMPOSE_REDIS_URL .env.example gives for the sentinel profile."""
+    text = (ROOT / ".env.example").read_text()
+    match = re.search(r"COMPOSE_REDIS_URL=(redis\+sentinel://\S+)", text)
+    assert match, ".env.example gives no Sentinel URL for the sentinel profile"
+    return match[1]
+
+
+def test_the_sentinel_profile_is_opt_in(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in SENTINEL_SERVICES:
+        assert services[name]["profiles"] == ["sentinel"], name
+    assert "--replicaof" in services["redis-replica"]["command"]
+    assert "profiles" not in services["redis"]
+
+
+def test_the_sentinel_url_names_the_profiles_sentinels_and_master(compose: dict[str, Any]) -> None:
+    target = parse_redis_url(sentinel_url_from_env_example())
+    sentinels = [name for name in SENTINEL_SERVICES if name.startswith("redis-sentinel")]
+    assert target.nodes == tuple((name, 26379) for name in sentinels)
+    for name in sentinels:
+        script = compose["services"][name]["command"][-1]
+        assert f"sentinel monitor {target.master} redis 6379 2" in script
+
+
+def test_the_services_accept_the_sentinel_url(
+    compose: dict[str, Any], secret_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ALL_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    url = sentinel_url_from_env_example()
+    services = interpolate_tree(compose, {**dotenv(**REQUIRED), "COMPOSE_REDIS_URL": url})
+    for name, settings_class in (("auth", AuthSettings), ("relay", RelaySettings)):
+        environment = services["services"][name]["environment"]
+        assert _settings_from(environment, settings_class, secret_files).redis_url == url

@@ -165,6 +165,7 @@ class Client:
     user: User | None = None
     ready: Frame | None = None
     skipped: list[Frame] = field(default_factory=list)
+    presence: list[Frame] = field(default_factory=list)
 
     @classmethod
     async def open(cls, url: str, *, origin: str | None = None) -> Client:
@@ -188,11 +189,24 @@ class Client:
         await self.ws.send(data)
 
     async def recv(self, within: float = RECV_TIMEOUT) -> Frame:
+        """The next frame, passing over PRESENCE_UPDATE events (kept in `presence`): any
+        factory of any test coming and going sends them to every observer. Read them with
+        `recv_presence`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            frame = await self.recv_any(max(0.0, deadline - loop.time()))
+            if frame.get("t") != "PRESENCE_UPDATE":
+                return frame
+            self.presence.append(frame)
+
+    async def recv_any(self, within: float = RECV_TIMEOUT) -> Frame:
+        """The next frame, whatever it is."""
         try:
             async with asyncio.timeout(within):
                 raw = await self.ws.recv()
         except TimeoutError:
-            pytest.fail(f"no frame within {within} s")
+            pytest.fail(f"no frame within {within:.2f} s")
         except ConnectionClosed as closed:
             pytest.fail(f"closed while a frame was expected: {closed.rcvd}")
         assert isinstance(raw, str), f"the relay sent a binary frame: {raw!r}"
@@ -200,8 +214,22 @@ class Client:
         assert isinstance(frame, dict), f"the relay sent a non-object: {raw}"
         return frame
 
+    async def recv_presence(self, within: float = RECV_TIMEOUT) -> Frame:
+        """The next PRESENCE_UPDATE (first those `recv` passed over); other frames read
+        meanwhile go to `skipped`."""
+        if self.presence:
+            return self.presence.pop(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            frame = await self.recv_any(max(0.0, deadline - loop.time()))
+            if frame.get("t") == "PRESENCE_UPDATE":
+                return frame
+            self.skipped.append(frame)
+
     async def recv_dispatch(self, within: float = RECV_TIMEOUT) -> Frame:
-        """The next op 4, 5 or 6 frame (heartbeat ACKs are not dispatches)."""
+        """The next op 4, 5 or 6 frame (heartbeat ACKs are not dispatches; nor are
+        PRESENCE_UPDATE events, see `recv`)."""
         while True:
             frame = await self.recv(within)
             if frame["op"] in DISPATCH_OPS:
@@ -250,9 +278,15 @@ class Client:
         return received.reason
 
     async def expect_nothing(self, seconds: float = QUIET_SECONDS) -> None:
+        """Nothing but PRESENCE_UPDATE events (see `recv`) for `seconds`."""
         try:
             async with asyncio.timeout(seconds):
-                raw = await self.ws.recv()
+                while True:
+                    raw = await self.ws.recv()
+                    frame = json.loads(raw)
+                    if frame.get("t") != "PRESENCE_UPDATE":
+                        break
+                    self.presence.append(frame)
         except TimeoutError:
             return
         except ConnectionClosed as closed:

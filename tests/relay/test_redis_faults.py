@@ -27,6 +27,7 @@ from relay_service.config import RelaySettings
 from relay_service.relay import redis_client
 from shared.identity import UserType
 from shared.protocol import CloseCode, Op
+from shared.redis_connect import RedisClient
 from tests.redis_server import RedisServer
 from tests.relay.conftest import StartRelay
 from tests.relay.harness import (
@@ -53,6 +54,7 @@ NOTICED_WITHIN = HEALTH_INTERVAL_SECONDS + REDIS_TIMEOUT_SECONDS + 1.5
 """A hung Redis is noticed within one PING interval plus the timeout (and a margin)."""
 LATE_AFTER_SECONDS = MAX_AGE_MS / 1000 + REDIS_TIMEOUT_SECONDS
 DROPPED = "relay_broker_dropped_messages_total"
+LOCAL_ONLY = "relay_broker_local_only_messages_total"
 
 
 def dropped(reason: str) -> str:
@@ -178,19 +180,24 @@ async def test_statuses_held_by_a_hung_redis_are_dropped_as_too_old_and_fresh_on
     assert (await viewer.recv_dispatch())["d"]["payload"] == "after"
 
 
-async def test_a_status_published_while_redis_is_known_unreachable_is_dropped_at_once(
+async def test_a_status_sent_while_redis_is_known_unreachable_goes_to_this_replica_only(
     private_redis: RedisServer, start_relay: StartRelay, connect: Connector
 ) -> None:
+    """Degraded, not dead: the replica's own observers still get it, the sender hears
+    `local_only`, and it is never published later."""
     relay = start_on(private_redis, start_relay)
     factory = await connect(relay, UserType.FACTORY)
+    viewer = await connect(relay, UserType.VIEWER)
     private_redis.pause()
     await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
 
-    await factory.status("lost")
+    await factory.status("local")
     failures = await heartbeat(factory)
 
-    assert await metric_value(relay, dropped("unreachable")) == 1
-    assert [failure["d"]["reason"] for failure in failures] == ["unreachable"]  # type: ignore[index]
+    assert (await viewer.recv_dispatch())["d"]["payload"] == "local"
+    assert [failure["d"]["reason"] for failure in failures] == ["local_only"]  # type: ignore[index]
+    assert await metric_value(relay, LOCAL_ONLY) == 1
+    assert await metric_value(relay, dropped("unreachable")) == 0
 
 
 async def test_the_publish_queue_drops_and_counts_what_passes_its_byte_bound(
@@ -292,7 +299,7 @@ class Heard:
 @pytest.fixture
 async def make_broker() -> AsyncIterator[Callable[..., Broker]]:
     """A Redis broker in this process, built as the relay builds it, on given settings."""
-    made: list[tuple[Broker, Redis]] = []
+    made: list[tuple[Broker, RedisClient]] = []
 
     def make(redis_url: str, on_message: Heard, **settings: object) -> Broker:
         relay_settings = RelaySettings(
@@ -322,17 +329,19 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_message_published_while_unreachable_calls_on_dropped_at_once(
+async def test_a_message_published_while_unreachable_is_heard_here_only_and_reported(
     private_redis: RedisServer, make_broker: Callable[..., Broker]
 ) -> None:
-    broker = make_broker(private_redis.url, Heard())  # not connected: unreachable
+    heard = Heard()
+    broker = make_broker(private_redis.url, heard)  # not connected: unreachable
     reasons: list[str] = []
     before = local_dropped("unreachable")
 
     broker.publish("faults:ch", b"message", reasons.append)
 
-    assert reasons == ["unreachable"]
-    assert local_dropped("unreachable") == before + 1
+    assert reasons == ["local_only"]
+    await until(lambda: heard.messages == [b"message"])
+    assert local_dropped("unreachable") == before
 
 
 async def test_each_dropped_message_calls_its_on_dropped_once_with_its_reason(
@@ -379,9 +388,11 @@ async def test_a_published_message_is_heard_and_never_reported_dropped(
 # -- telling the sender (DELIVERY_FAILED) ---------------------------------------------
 
 
-async def test_a_command_the_relay_cannot_take_is_answered_with_delivery_failed(
+async def test_a_command_sent_while_redis_is_unreachable_reaches_this_replicas_factory(
     private_redis: RedisServer, start_relay: StartRelay, connect: Connector
 ) -> None:
+    """Delivered live, without a cursor (no stream kept it); its sender hears that it
+    reached this replica's sessions only."""
     relay = start_on(private_redis, start_relay)
     operator = await connect(relay, UserType.OPERATOR)
     factory = await connect(relay, UserType.FACTORY)
@@ -391,12 +402,15 @@ async def test_a_command_the_relay_cannot_take_is_answered_with_delivery_failed(
     assert factory.user is not None
     await operator.command("stop", target=factory.user.username, id="cmd-9")
 
+    delivered = await factory.recv_dispatch()
+    assert (delivered["d"]["id"], delivered["d"]["payload"]) == ("cmd-9", "stop")
+    assert "cursor" not in delivered["d"]
     frame = await operator.recv_dispatch()
     assert frame["t"] == "DELIVERY_FAILED"
-    assert frame["d"] == {"id": "cmd-9", "reason": "unreachable"}
+    assert frame["d"] == {"id": "cmd-9", "reason": "local_only"}
 
 
-async def test_a_message_reported_failed_is_not_delivered_when_redis_comes_back(
+async def test_a_message_delivered_locally_is_not_delivered_again_when_redis_comes_back(
     private_redis: RedisServer, start_relay: StartRelay, connect: Connector
 ) -> None:
     relay = start_on(private_redis, start_relay)
@@ -405,9 +419,29 @@ async def test_a_message_reported_failed_is_not_delivered_when_redis_comes_back(
     private_redis.pause()
     await wait_for_status(relay, "/readyz", 503, within=NOTICED_WITHIN)
     await operator.command("stop", id="cmd-10")
-    assert (await operator.recv_dispatch())["t"] == "DELIVERY_FAILED"
+    assert (await factory.recv_dispatch())["d"]["id"] == "cmd-10"
+    assert (await operator.recv_dispatch())["d"]["reason"] == "local_only"
 
     private_redis.resume()
     await wait_for_status(relay, "/readyz", 200, within=5)
 
     await connect.assert_nothing_relayed(relay, factory)
+
+
+async def test_a_message_sent_while_redis_is_unreachable_does_not_reach_other_replicas(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    here = start_on(private_redis, start_relay)
+    there = start_on(private_redis, start_relay)
+    operator = await connect(here, UserType.OPERATOR)
+    elsewhere = await connect(there, UserType.FACTORY)
+    private_redis.pause()
+    await wait_for_status(here, "/readyz", 503, within=NOTICED_WITHIN)
+    await operator.command("stop", id="cmd-11")
+    assert (await operator.recv_dispatch())["d"]["reason"] == "local_only"
+
+    private_redis.resume()
+    for relay in (here, there):
+        await wait_for_status(relay, "/readyz", 200, within=5)
+
+    await connect.assert_nothing_relayed(here, elsewhere)

@@ -1,0 +1,195 @@
+"""Redis Cluster: two relays and the auth service on a 3-master cluster (`redis+cluster://`).
+
+The audience channels are shard channels (SSUBSCRIBE/SPUBLISH), each served by the master
+of its hash slot; the revocation channel is plain pub/sub (broadcast to every node); each
+stream's keys share its channel's hash tag, so one Lua script appends and publishes on one
+slot. The cluster is started by the tests (`tests.redis_topologies`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
+
+import pytest
+from redis.crc import key_slot
+
+from relay_service.channels import Channels
+from shared.identity import UserType
+from shared.protocol import CloseCode, Op
+from tests.auth.stack import ADMIN, JWT_SECRET, AuthClient, bearer
+from tests.processes import AuthProcess, RelayProcess
+from tests.redis_topologies import RedisClusterNodes, redis_cluster
+from tests.relay.harness import Client, Connector, Tokens, metric_value, wait_for_status
+
+PREFIX = "cluster"
+RELAYS = 2
+RECONNECTS = "relay_broker_reconnects_total"
+FOLLOWED_WITHIN = 10.0
+
+
+async def _more(relay: RelayProcess, sample: str, than: float) -> bool:
+    return await metric_value(relay, sample) > than
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], within: float = FOLLOWED_WITHIN) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    yield from redis_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture(scope="module")
+def relays(
+    cluster: RedisClusterNodes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[RelayProcess]]:
+    workdir = tmp_path_factory.mktemp("cluster-relays")
+    started = [
+        RelayProcess(
+            workdir, jwt_secret=JWT_SECRET, name=name, redis_url=cluster.url, redis_prefix=PREFIX
+        )
+        for name in ("relay-a", "relay-b")
+    ]
+    try:
+        for relay in started:
+            relay.start(wait=False)
+        for relay in started:
+            relay.wait_ready()
+        yield started
+    finally:
+        for relay in started:
+            relay.kill()
+
+
+@pytest.fixture(scope="module")
+def auth(
+    cluster: RedisClusterNodes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthProcess]:
+    process = AuthProcess(
+        tmp_path_factory.mktemp("cluster-auth"),
+        jwt_secret=JWT_SECRET,
+        admin=ADMIN,
+        settings={"REDIS_URL": cluster.url, "REDIS_PREFIX": PREFIX},
+    )
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connector]:
+    connector = Connector(Tokens(JWT_SECRET))
+    yield connector
+    await connector.close_all()
+
+
+async def test_a_command_crosses_relays_and_the_status_comes_back(
+    relays: list[RelayProcess], connect: Connector
+) -> None:
+    relay_a, relay_b = relays
+    operator = await connect(relay_a, UserType.OPERATOR)
+    factory = await connect(relay_b, UserType.FACTORY)
+    assert factory.user is not None
+
+    await operator.command({"speed": 3}, target=factory.user.username, id="own-1")
+    await operator.command({"all": True}, id="all-1")
+    own, everyone = await factory.recv_dispatch(), await factory.recv_dispatch()
+    await factory.status({"speed": 3})
+
+    assert (own["d"]["id"], own["d"]["cursor"]["stream"]) == ("own-1", "own")
+    assert (everyone["d"]["id"], everyone["d"]["cursor"]["stream"]) == ("all-1", "all")
+    status = await operator.recv_dispatch()
+    assert (status["op"], status["d"]["payload"]) == (Op.STATUS, {"speed": 3})
+
+
+def test_the_audience_channels_are_spread_over_every_master_and_heard_by_both_relays(
+    relays: list[RelayProcess], cluster: RedisClusterNodes
+) -> None:
+    owners = cluster.slot_owners()
+    heard_on: dict[int, int] = {}
+    for channel in Channels(PREFIX).audiences:
+        node = owners[key_slot(channel.encode())]
+        with node.client() as client:
+            [(_, subscribers)] = client.pubsub_shardnumsub(channel)
+        assert subscribers == RELAYS, channel
+        heard_on[node.port] = heard_on.get(node.port, 0) + 1
+    assert set(heard_on) == {node.port for node in cluster.nodes}, heard_on
+
+
+async def test_a_factory_resumes_what_was_sent_while_it_was_away(
+    relays: list[RelayProcess], connect: Connector, tokens: Tokens
+) -> None:
+    relay_a, relay_b = relays
+    user = tokens.user(UserType.FACTORY)
+    away = await connect(relay_b, user)
+    assert away.ready is not None
+    cursors = away.ready["d"]["cursors"]
+    await away.close()
+    operator = await connect(relay_a, UserType.OPERATOR)
+
+    for number in range(3):
+        await operator.command({"n": number}, target=user.username)
+    back = await connect.raw(relay_a)
+    await back.send({"op": Op.IDENTIFY, "d": {"token": user.token, "resume": cursors}})
+
+    ready = await back.recv()
+    assert ready["d"]["resumed"] == {"all": True, "own": True}
+    replayed = [(await back.recv_dispatch())["d"]["payload"] for _ in range(3)]
+    assert replayed == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+@pytest.fixture
+def tokens() -> Tokens:
+    return Tokens(JWT_SECRET)
+
+
+async def test_a_logout_at_the_auth_service_closes_the_session_and_refuses_the_token(
+    relays: list[RelayProcess], auth: AuthProcess
+) -> None:
+    """Login (its throttle's script on one slot), the revocation key and its event (plain
+    pub/sub, heard through the cluster bus) all on the cluster."""
+    client = AuthClient(auth)
+    admin = await client.token(*ADMIN)
+    _, token = await client.create_operator(admin)
+    live = await Client.open(relays[1].ws_url)
+    await live.send({"op": Op.IDENTIFY, "d": {"token": token}})
+    assert (await live.recv())["t"] == "READY"
+
+    async with client.http() as http:
+        assert (await http.post("/auth/logout", headers=bearer(token))).status_code == 204
+
+    await live.expect_close(CloseCode.AUTHENTICATION_FAILED)
+    again = await Client.open(relays[0].ws_url)
+    await again.send({"op": Op.IDENTIFY, "d": {"token": token}})
+    await again.expect_close(CloseCode.AUTHENTICATION_FAILED)
+
+
+async def test_the_relays_follow_a_channel_whose_slot_moves_to_another_master(
+    relays: list[RelayProcess], cluster: RedisClusterNodes, connect: Connector
+) -> None:
+    """Redis unsubscribes a moved slot's shard channels: the relays reconnect on the new
+    slot map, and what is sent there afterwards crosses them again."""
+    relay_a, relay_b = relays
+    factory = await connect(relay_b, UserType.FACTORY)
+    assert factory.user is not None
+    channel = Channels(PREFIX).factory_shard(factory.user.username)
+    slot = key_slot(channel.encode())
+    owner = cluster.slot_owners()[slot]
+    before = [await metric_value(relay, RECONNECTS) for relay in relays]
+
+    cluster.move_slot(slot, next(node for node in cluster.nodes if node is not owner))
+
+    for relay, reconnects in zip(relays, before, strict=True):
+        await wait_for(partial(_more, relay, RECONNECTS, reconnects))
+        await wait_for_status(relay, "/readyz", 200)
+    operator = await connect(relay_a, UserType.OPERATOR)
+    await operator.command("after the move", target=factory.user.username)
+    assert (await factory.recv_dispatch())["d"]["payload"] == "after the move"
