@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 
@@ -23,11 +24,15 @@ from tests.auth.stack import ADMIN, JWT_SECRET, AuthClient, bearer
 from tests.processes import AuthProcess, RelayProcess
 from tests.redis_topologies import RedisClusterNodes, redis_cluster
 from tests.relay.harness import Client, Connector, Tokens, metric_value, wait_for_status
+from tests.relay.test_presence import factory_entry, next_presence
 
 PREFIX = "cluster"
 RELAYS = 2
 RECONNECTS = "relay_broker_reconnects_total"
 FOLLOWED_WITHIN = 10.0
+GRACE_MS = 600
+PRESENCE_WITHIN = GRACE_MS / 1000 + 3.0
+"""The grace, plus process scheduling on a busy test machine."""
 
 
 async def _more(relay: RelayProcess, sample: str, than: float) -> bool:
@@ -53,7 +58,12 @@ def relays(
     workdir = tmp_path_factory.mktemp("cluster-relays")
     started = [
         RelayProcess(
-            workdir, jwt_secret=JWT_SECRET, name=name, redis_url=cluster.url, redis_prefix=PREFIX
+            workdir,
+            jwt_secret=JWT_SECRET,
+            name=name,
+            redis_url=cluster.url,
+            redis_prefix=PREFIX,
+            settings={"PRESENCE_GRACE_MS": str(GRACE_MS)},
         )
         for name in ("relay-a", "relay-b")
     ]
@@ -149,6 +159,48 @@ async def test_a_factory_resumes_what_was_sent_while_it_was_away(
 @pytest.fixture
 def tokens() -> Tokens:
     return Tokens(JWT_SECRET)
+
+
+def factory_name() -> str:
+    return f"press-{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_factory_on_one_relay_is_seen_online_with_its_status_on_the_other(
+    relays: list[RelayProcess], connect: Connector
+) -> None:
+    """Its presence hash and observer channel on one slot, the index under `{presence}`
+    on another: the update crosses the relays, and a new observer's READY lists it."""
+    relay_a, relay_b = relays
+    operator = await connect(relay_b, UserType.OPERATOR)
+    name = factory_name()
+    factory = await connect(relay_a, UserType.FACTORY, username=name)
+    online = await next_presence(operator, name, within=PRESENCE_WITHIN)
+    await factory.status({"state": "running"}, id="st-1")
+    delivered = (await operator.recv_dispatch())["d"]
+
+    viewer = await connect(relay_b, UserType.VIEWER)
+
+    assert online["online"] is True
+    assert factory_entry(viewer.ready, name) == {**online, "status": delivered}
+
+
+async def test_a_factory_closing_on_one_relay_goes_offline_on_the_other_after_the_grace(
+    relays: list[RelayProcess], connect: Connector
+) -> None:
+    relay_a, relay_b = relays
+    operator = await connect(relay_b, UserType.OPERATOR)
+    name = factory_name()
+    factory = await connect(relay_a, UserType.FACTORY, username=name)
+    online = await next_presence(operator, name, within=PRESENCE_WITHIN)
+    closed_at = time.time_ns() // 1_000_000
+
+    await factory.close()
+
+    offline = await next_presence(operator, name, within=PRESENCE_WITHIN)
+    assert offline["online"] is False
+    assert offline["since"] >= max(closed_at + GRACE_MS - 50, online["since"])
+    viewer = await connect(relay_a, UserType.VIEWER)
+    assert factory_entry(viewer.ready, name) == {**offline, "status": None}
 
 
 async def test_a_logout_at_the_auth_service_closes_the_session_and_refuses_the_token(
