@@ -264,3 +264,27 @@ async def test_an_offline_factory_expires_after_the_retention(harness: Harness) 
     await store.leave("a", "press-7", NOW + GRACE)
     await store.settle("press-7", NOW + GRACE, b"offline")
     assert 0 < await harness.redis.ttl(key) <= RETENTION_SECONDS
+
+
+async def test_every_step_loads_its_script_again_when_redis_forgot_it(harness: Harness) -> None:
+    """A restarted Redis, or on a cluster a promoted replica, has none of the scripts."""
+    if harness.redis is None:
+        pytest.skip("scripts are Redis's")
+    store = harness.store
+    await store.join("a", "press-7", 1, NOW, b"online")
+    forget = harness.redis.script_flush  # on a cluster: every master
+
+    await forget()
+    await store.save_statuses([("press-7", b'{"id":"st-1"}', NOW + 1)])
+    await forget()
+    assert await store.leave("a", "press-7", NOW + GRACE) == NOW + GRACE
+    await forget()
+    assert await store.settle("press-7", NOW + GRACE, b"offline")
+    await forget()
+    assert await store.join("a", "press-7", 1, NOW + 2 * GRACE, b"online again")
+    await forget()
+    await store.forget_replica("a", 0)
+
+    assert await harness.announced(3) == [b"online", b"offline", b"online again"]
+    [stored] = await store.load(0)
+    assert (stored.online, stored.since, stored.status) == (True, NOW + 2 * GRACE, b'{"id":"st-1"}')
