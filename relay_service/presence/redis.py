@@ -104,6 +104,7 @@ class RedisStore:
         channel_of: Callable[[str], str],
         timeout_seconds: float,
         retention_seconds: int,
+        ttl_seconds: int,
         publish_command: str = "PUBLISH",
     ) -> None:
         self._client = client
@@ -111,6 +112,7 @@ class RedisStore:
         self._channel_of = channel_of
         self._timeout = timeout_seconds
         self._retention = retention_seconds
+        self._ttl_ms = ttl_seconds * 1000
         self._publish = publish_command
         self._ordered_pipelines = not isinstance(client, RedisCluster)
         """One server runs a pipeline in order on one connection; a cluster does not."""
@@ -222,9 +224,20 @@ class RedisStore:
             await pipe.execute()
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
+        """Also in every shard's set of replicas, so a cluster master that lost its data
+        alone (its shards' factories with it) is found like a Redis that lost all of it.
+        A shard's set forgets replicas silent for the TTL: a dead one is not kept, a live
+        one taken for dead writes its state again (as after `forget_replica`)."""
+        shards = self._keys.shard_replicas
         async with asyncio.timeout(self._timeout):
-            added = await self._client.zadd(self._keys.replicas, {replica: now_ms})
-        return bool(added)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.zremrangebyscore(shard, "-inf", f"({now_ms - self._ttl_ms}")
+                pipe.zadd(self._keys.replicas, {replica: now_ms})
+                for shard in shards:
+                    pipe.zadd(shard, {replica: now_ms})
+                replies = await pipe.execute()
+        return any(replies[len(shards) :])  # any set that did not know the replica
 
     async def stale_replicas(self, before_ms: int, limit: int) -> list[tuple[str, int]]:
         async with asyncio.timeout(self._timeout):

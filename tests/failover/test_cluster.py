@@ -17,7 +17,9 @@ from functools import partial
 import pytest
 from redis.crc import key_slot
 
+from devtools.redis_nodes import RedisProcess
 from relay_service.channels import Channels
+from relay_service.presence.keys import PresenceKeys
 from shared.identity import UserType
 from shared.protocol import CloseCode, Op
 from tests.auth.stack import ADMIN, JWT_SECRET, AuthClient, bearer
@@ -31,6 +33,8 @@ RELAYS = 2
 RECONNECTS = "relay_broker_reconnects_total"
 FOLLOWED_WITHIN = 10.0
 GRACE_MS = 600
+TTL_SECONDS = 5
+"""A heartbeat every third of it: how soon a replica finds a master emptied."""
 PRESENCE_WITHIN = GRACE_MS / 1000 + 3.0
 """The grace, plus process scheduling on a busy test machine."""
 
@@ -63,7 +67,7 @@ def relays(
             name=name,
             redis_url=cluster.url,
             redis_prefix=PREFIX,
-            settings={"PRESENCE_GRACE_MS": str(GRACE_MS)},
+            settings={"PRESENCE_GRACE_MS": str(GRACE_MS), "PRESENCE_TTL_SECONDS": str(TTL_SECONDS)},
         )
         for name in ("relay-a", "relay-b")
     ]
@@ -245,3 +249,55 @@ async def test_the_relays_follow_a_channel_whose_slot_moves_to_another_master(
     operator = await connect(relay_a, UserType.OPERATOR)
     await operator.command("after the move", target=factory.user.username)
     assert (await factory.recv_dispatch())["d"]["payload"] == "after the move"
+
+
+async def test_presence_follows_its_bookkeeping_slot_to_another_master(
+    relays: list[RelayProcess], cluster: RedisClusterNodes, connect: Connector
+) -> None:
+    """The `{presence}` slot (index, graces pending, replicas) resharded: the relays'
+    next writes follow it, and a grace armed there still ends in an offline update."""
+    relay_a, relay_b = relays
+    slot = key_slot(PresenceKeys(PREFIX).pending.encode())
+    owner = cluster.slot_owners()[slot]
+    cluster.move_slot(slot, next(node for node in cluster.nodes if node is not owner))
+    operator = await connect(relay_b, UserType.OPERATOR)
+    name = factory_name()
+    factory = await connect(relay_a, UserType.FACTORY, username=name)
+    online = await next_presence(operator, name, within=PRESENCE_WITHIN)
+
+    await factory.close()
+
+    offline = await next_presence(operator, name, within=PRESENCE_WITHIN)
+    assert (online["online"], offline["online"]) == (True, False)
+
+
+async def test_a_master_that_lost_its_data_gets_its_factories_written_again(
+    relays: list[RelayProcess], cluster: RedisClusterNodes, connect: Connector
+) -> None:
+    """One master emptied (restarted without persistence), the `{presence}` one intact:
+    the relays' next heartbeat finds that master's shards without them and writes their
+    factories again, so a factory there still goes offline after its grace."""
+    relay_a, relay_b = relays
+    keys = PresenceKeys(PREFIX)
+    owners = cluster.slot_owners()
+    bookkeeping = owners[key_slot(keys.pending.encode())]
+    name = next(
+        name
+        for name in (factory_name() for _ in range(100))
+        if owners[key_slot(keys.factory(name).encode())] is not bookkeeping
+    )
+    emptied = owners[key_slot(keys.factory(name).encode())]
+    operator = await connect(relay_b, UserType.OPERATOR)
+    factory = await connect(relay_a, UserType.FACTORY, username=name)
+    await next_presence(operator, name, within=PRESENCE_WITHIN)
+
+    emptied.ask("FLUSHALL")
+
+    await wait_for(partial(_exists, emptied, keys.factory(name)), within=2 * TTL_SECONDS)
+    await factory.close()
+    while (await next_presence(operator, name, within=PRESENCE_WITHIN))["online"]:
+        pass  # the rewrite announces online again (an update may repeat)
+
+
+async def _exists(node: RedisProcess, key: str) -> bool:
+    return bool(node.ask("EXISTS", key))

@@ -29,6 +29,7 @@ from tests.redis_topologies import RedisClusterNodes, redis_cluster
 NOW = 1_700_000_000_000
 GRACE = 5_000
 RETENTION_SECONDS = 3600
+TTL_SECONDS = 30
 ANNOUNCED_WITHIN = 2.0
 
 
@@ -78,7 +79,12 @@ async def harness(
     client = Redis.from_url(redis_url)
     keys = PresenceKeys(redis_prefix)
     store = RedisStore(
-        client, keys, channel_of=channel, timeout_seconds=2, retention_seconds=RETENTION_SECONDS
+        client,
+        keys,
+        channel_of=channel,
+        timeout_seconds=2,
+        retention_seconds=RETENTION_SECONDS,
+        ttl_seconds=TTL_SECONDS,
     )
     harness = Harness(store, redis=client, keys=keys)
     pubsub = client.pubsub()
@@ -112,6 +118,7 @@ async def cluster_harness(nodes: RedisClusterNodes, prefix: str) -> AsyncIterato
         channel_of=channels.observer_shard,
         timeout_seconds=2,
         retention_seconds=RETENTION_SECONDS,
+        ttl_seconds=TTL_SECONDS,
         publish_command=SPUBLISH,
     )
     harness = Harness(store, redis=client, keys=keys)
