@@ -203,7 +203,7 @@ async def test_a_factory_closing_on_one_relay_goes_offline_on_the_other_after_th
     offline = await next_presence(operator, name, within=PRESENCE_WITHIN)
     assert offline["online"] is False
     assert offline["since"] >= max(closed_at + GRACE_MS - 50, online["since"])
-    viewer = await connect(relay_a, UserType.VIEWER)
+    viewer = await connect(relay_b, UserType.VIEWER)  # the relay that announced it
     assert factory_entry(viewer.ready, name) == {**offline, "status": None}
 
 
