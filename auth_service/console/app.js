@@ -9,7 +9,7 @@
 
 import { ApiError, consoleConfig, listFactories, login, logout, me } from "./api.js";
 import { UsersPanel } from "./admin.js";
-import { CommandTracker, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS } from "./commands.js";
+import { CommandTracker, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, failureMeaning } from "./commands.js";
 import { FACTORY_LIMIT, FactoryTable, localTime } from "./factories.js";
 import { clock, describeCommand, describePayload, elapsed, idElement, sentence, timeElement } from "./labels.js";
 import {
@@ -308,7 +308,7 @@ function onServerEvent(frame) {
     attributes.commandId = frame.d.id;
     const command = commands.deliveryFailed(frame.d.id, frame.d.reason);
     const parts = [`the relay could not deliver ${command ? describeCommand(command.payload) : "message"} `,
-      idElement(frame.d.id), ` (${frame.d.reason ?? "no reason given"}): it was executed nowhere`];
+      idElement(frame.d.id), ` (${frame.d.reason ?? "no reason given"}): ${failureMeaning(frame.d.reason)}`];
     command?.logEntry?.classList.add("rejected");
     logEvent("rejected", parts, attributes);
     if (command) showOutcome("error", copyParts(parts));

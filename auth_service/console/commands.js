@@ -26,6 +26,17 @@ export const ANSWER_GRACE_MS = 1000;
 /** Commands tracked (and listed); older ones are forgotten. */
 export const COMMANDS_KEPT = 100;
 
+/**
+ * What a DELIVERY_FAILED reason means for the command: `local_only` went to the factories
+ * on the operator's own relay replica (if any) and nowhere else; `publish_failed` may
+ * still have been taken by Redis; the others reached no one.
+ */
+export function failureMeaning(reason) {
+  if (reason === "local_only") return "reached only factories on this relay replica, if any";
+  if (reason === "publish_failed") return "it may not have reached the factory";
+  return "executed nowhere";
+}
+
 function div(className, ...parts) {
   const element = document.createElement("div");
   element.className = className;
@@ -148,7 +159,7 @@ export class CommandTracker {
         return `Expired: no answer by ${clock(new Date(command.expiresAt))}${missed}`;
       }
       case CommandState.FAILED:
-        return `Delivery failed (${command.failure}): executed nowhere`;
+        return `Delivery failed (${command.failure}): ${failureMeaning(command.failure)}`;
       default: {
         const parts = [];
         if (command.acked.length) parts.push(`Acknowledged by ${names(command.acked)}`);

@@ -124,15 +124,23 @@ def test_an_answer_after_the_expiry_replaces_expired(console: Console, stack: St
     expect(tracked(page, command_id)).to_have_attribute("data-state", "acknowledged")
 
 
-def test_delivery_failed_ends_the_command(console: Console, stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("reason", "meaning"),
+    [
+        ("unreachable", "executed nowhere"),
+        ("local_only", "reached only factories on this relay replica, if any"),
+        ("publish_failed", "it may not have reached the factory"),
+    ],
+)
+def test_delivery_failed_ends_the_command_and_says_what_the_reason_means(
+    console: Console, stack: Stack, reason: str, meaning: str
+) -> None:
     page = console.page
     relay = open_console(console, stack)
     command_id = send_command(page, "stop")
-    relay.send(6, {"id": command_id, "reason": "unreachable"}, "DELIVERY_FAILED")
+    relay.send(6, {"id": command_id, "reason": reason}, "DELIVERY_FAILED")
     expect(tracked(page, command_id)).to_have_attribute("data-state", "delivery-failed")
-    expect(state_of(page, command_id)).to_have_text(
-        "Delivery failed (unreachable): executed nowhere"
-    )
+    expect(state_of(page, command_id)).to_have_text(f"Delivery failed ({reason}): {meaning}")
 
 
 def test_an_offline_target_is_warned_about_before_sending(console: Console, stack: Stack) -> None:
