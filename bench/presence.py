@@ -49,6 +49,7 @@ async def _bytes_per_factory(client: Redis, payload: object, online: bool) -> fl
         channel_of=lambda _: f"{prefix}:relay:bench",
         timeout_seconds=5,
         retention_seconds=604_800,
+        ttl_seconds=30,
     )
     now = 1_764_430_000_000
     try:
@@ -77,6 +78,7 @@ async def _storm(client: Redis) -> str:
         channel_of=lambda _: f"{prefix}:relay:bench",
         timeout_seconds=5,
         retention_seconds=604_800,
+        ttl_seconds=30,
     )
     presence = Presence(
         store,

@@ -8,17 +8,17 @@ async with RelayClient("ws://relay:8001/ws", token=token) as client:
 
 from relay_client.auth import LoginError, LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
-from relay_client.client import (
-    ClientStoppedError,
-    Message,
-    RelayClient,
-    Sender,
-)
+from relay_client.client import ClientStoppedError, RelayClient
+from relay_client.cursors import Cursor
+from relay_client.messages import Message, Sender
 from relay_client.policy import Reconnect, reconnect_policy
+from relay_client.presence import FactoryPresence
 
 __all__ = [
     "Backoff",
     "ClientStoppedError",
+    "Cursor",
+    "FactoryPresence",
     "LoginError",
     "LoginRefusedError",
     "LoginUnavailableError",

@@ -7,6 +7,13 @@ ACK between two beats as a dead connection, and reconnects as the close-code tab
 4004, never on the codes that mean the client is wrong. A few minutes before its token
 expires it gets a fresh one (from its credentials or token provider) and sends it on the
 live session (op 7), so the session never ends with its token.
+
+A factory's client keeps its place in the relay's command streams (`relay_client.resume`):
+it resumes from the last cursor received on every reconnect, drops a dispatch it already
+has and one past its `expires_at`, and with a `state_file` keeps, across its own
+restarts, the cursor of the last message the application finished with
+(`relay_client.state`). An observer's client keeps the factories' presence
+(`relay_client.presence`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -26,13 +33,19 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from relay_client.auth import LoginRefusedError, LoginUnavailableError, login
 from relay_client.backoff import Backoff
+from relay_client.cursors import Cursor, parse_cursors
+from relay_client.messages import Message, Sender
 from relay_client.policy import Reconnect, reconnect_policy
+from relay_client.presence import FactoryPresence, PresenceBook
+from relay_client.resume import StreamKeeper
+from relay_client.state import DEFAULT_REMEMBERED_IDS, ClientState
 from shared.logging import get_logger
 from shared.protocol import DISPATCH_OPS, RESERVED_EVENT_NAMES, Op
 
 log = get_logger(__name__)
 
 TokenProvider = Callable[[], Awaitable[str]]
+PresenceListener = Callable[[FactoryPresence], None]
 CLOSE_TIMEOUT_SECONDS = 2.0
 REFRESH_MARGIN_SECONDS = 300.0
 """Refresh this long before the token expires, or a quarter of its life if that is shorter."""
@@ -40,6 +53,10 @@ REFRESH_RETRY_SECONDS = 10.0
 SERVER_EVENTS = RESERVED_EVENT_NAMES
 """Events of the server's own (READY, REFRESHED, DELIVERY_FAILED, …): handled here, never
 yielded as a message from another user."""
+DEFAULT_CLOCK_SKEW_MS = 2_000
+"""How far past its `expires_at` a dispatch is still taken: clocks are only nearly in step."""
+FACTORY = "factory"
+QUEUE_POLL_SECONDS = 0.1
 
 
 def refresh_delay(token: str, now: float) -> float:
@@ -66,43 +83,20 @@ class _ZombieConnectionError(Exception):
     """No Heartbeat ACK arrived between two beats."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
-    id: str
-    username: str
-    type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A dispatch the relay delivered: a Command (4), Status (5) or Event (6)."""
-
-    op: int
-    name: str | None
-    id: str
-    sender: Sender
-    target: str | None
-    payload: Any
-    ts: int
-    sequence: int
-
-    @classmethod
-    def from_frame(cls, frame: dict[str, Any]) -> Message:
-        d = frame["d"]
-        return cls(
-            op=frame["op"],
-            name=frame.get("t"),
-            id=d["id"],
-            sender=Sender(**d["from"]),
-            target=d.get("target"),
-            payload=d.get("payload"),
-            ts=d["ts"],
-            sequence=frame["s"],
-        )
+class _QueueFullError(Exception):
+    """The application left `queue_size` messages unread: this session ends before taking
+    another, and the reconnect resumes from the last message taken (nothing is lost)."""
 
 
 class RelayClient:
-    """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`."""
+    """Connect with a `token`, a `token_provider`, or `username`/`password` and `auth_url`.
+
+    Factories: `state_file` keeps the cursors (and `remembered_ids` executed command ids)
+    across restarts; a dispatch more than `clock_skew_ms` past its `expires_at` is
+    dropped, unless `deliver_expired` (then the application answers it, see `expired`).
+    Observers: `factories` is the presence of every factory; `on_presence` is called
+    with each entry that changed.
+    """
 
     def __init__(
         self,
@@ -115,6 +109,11 @@ class RelayClient:
         password: str | None = None,
         backoff: Backoff | None = None,
         queue_size: int = 10_000,
+        state_file: str | Path | None = None,
+        remembered_ids: int = DEFAULT_REMEMBERED_IDS,
+        clock_skew_ms: int = DEFAULT_CLOCK_SKEW_MS,
+        deliver_expired: bool = False,
+        on_presence: PresenceListener | None = None,
     ) -> None:
         self._url = url
         self._token = token
@@ -132,6 +131,14 @@ class RelayClient:
         self.user: Sender | None = None
         self.session_id: str | None = None
         self.sessions_opened = 0
+        self._streams = StreamKeeper(
+            None if state_file is None else Path(state_file),
+            remembered_ids,
+            clock_skew_ms,
+            deliver_expired,
+        )
+        self._presence = PresenceBook()
+        self._on_presence = on_presence
 
     async def __aenter__(self) -> RelayClient:
         await self.start()
@@ -171,23 +178,75 @@ class RelayClient:
     def connected(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def cursors(self) -> dict[str, Cursor]:
+        """Per stream, the last cursor received: what the next reconnect resumes from."""
+        return self._streams.received.snapshot()
+
+    @property
+    def state(self) -> ClientState:
+        """Per stream, the cursor of the last message the application finished with, and
+        the ids of the commands it executed: what `state_file` keeps."""
+        return self._streams.state
+
+    @property
+    def factories(self) -> dict[str, FactoryPresence]:
+        """Observers: every factory the relay reported, by username (a copy)."""
+        return dict(self._presence.factories)
+
+    def expired(self, message: Message, now_ms: int | None = None) -> bool:
+        """Whether `message` is past its `expires_at` (plus the allowed clock skew).
+
+        Check it again right before acting: a message can expire while it waits.
+        """
+        return self._streams.expired(message, now_ms)
+
+    async def commit(self, message: Message) -> None:
+        """The application is done with `message` (acted on it, or refused it).
+
+        A restart resumes after the last message committed. With a `state_file`, the
+        file is written before this returns: commit after acting, before acknowledging.
+        Iterating the client commits each message when the next one is asked for.
+        """
+        await self._streams.commit(message)
+
+    async def remember_executed(self, message_id: str) -> None:
+        """Remember a command's id as executed (`state.executed`; saved before this returns),
+        so that the command is not executed again when it comes twice, even after a restart.
+        """
+        await self._streams.remember_executed(message_id)
+
     # -- sending ------------------------------------------------------------------
 
     async def send_command(
-        self, payload: Any, *, target: str | None = None, id: str | None = None
+        self,
+        payload: Any,
+        *,
+        target: str | None = None,
+        id: str | None = None,
+        ttl_ms: int | None = None,
     ) -> None:
-        """Op 4 (operators, admins): to every factory, or only to `target`."""
-        await self._send(Op.COMMAND, _data(payload, target=target, id=id))
+        """Op 4 (operators, admins): to every factory, or only to `target`; it expires
+        `ttl_ms` after the relay stamps it (the relay's default if not given)."""
+        await self._send(Op.COMMAND, _data(payload, target=target, id=id, ttl_ms=ttl_ms))
 
     async def send_status(self, payload: Any, *, id: str | None = None) -> None:
         """Op 5 (factories): to every admin, operator and viewer."""
         await self._send(Op.STATUS, _data(payload, id=id))
 
     async def send_event(
-        self, name: str, payload: Any, *, target: str | None = None, id: str | None = None
+        self,
+        name: str,
+        payload: Any,
+        *,
+        target: str | None = None,
+        id: str | None = None,
+        ttl_ms: int | None = None,
     ) -> None:
-        """Op 6: a factory's goes to every observer; an operator's to factories."""
-        await self._send(Op.EVENT, _data(payload, target=target, id=id), name=name)
+        """Op 6: a factory's goes to every observer; an operator's to factories (then
+        `ttl_ms` as for a command)."""
+        data = _data(payload, target=target, id=id, ttl_ms=ttl_ms)
+        await self._send(Op.EVENT, data, name=name)
 
     async def _send(self, op: Op, data: dict[str, Any], name: str | None = None) -> None:
         """Send on the current session, waiting for one if the client is reconnecting."""
@@ -209,6 +268,7 @@ class RelayClient:
             if isinstance(item, ClientStoppedError):
                 raise item
             yield item
+            await self.commit(item)  # the application asked for the next: done with this one
 
     # -- the connection loop --------------------------------------------------------
 
@@ -232,6 +292,8 @@ class RelayClient:
             delay, self._retry_after = max(delay, self._retry_after or 0.0), None
             log.info("relay_reconnecting", close_code=code, delay=round(delay, 2))
             await asyncio.sleep(delay)
+            while self._messages.full():  # noqa: ASYNC110 — a Queue has no "not full" event
+                await asyncio.sleep(QUEUE_POLL_SECONDS)  # the application reads first
 
     async def _one_session(self) -> int | None:
         """Run one connection to its end; returns the server's close code, if any."""
@@ -243,7 +305,13 @@ class RelayClient:
                 await self._serve(ws, token)
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd is not None else None
-        except (OSError, InvalidHandshake, TimeoutError, _ZombieConnectionError) as error:
+        except (
+            OSError,
+            InvalidHandshake,
+            TimeoutError,
+            _ZombieConnectionError,
+            _QueueFullError,
+        ) as error:
             log.warning("relay_connection_failed", error=repr(error))
         except LoginUnavailableError as error:
             log.warning("relay_login_failed", error=str(error), retry_after=error.retry_after)
@@ -260,9 +328,12 @@ class RelayClient:
     async def _serve(self, ws: ClientConnection, token: str) -> None:
         hello = orjson.loads(await ws.recv())
         interval = hello["d"]["heartbeat_interval"] / 1000
-        await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": {"token": token}}), text=True)
+        await self._streams.load(_username(token))
+        await ws.send(orjson.dumps({"op": Op.IDENTIFY, "d": self._identify(token)}), text=True)
         ready = orjson.loads(await ws.recv())
         self._on_ready(ws, ready)
+        await self._streams.save()  # where a restart resumes, before anything is handed over
+        self._ready.set()
         heart = asyncio.create_task(self._beat(ws, interval))
         refresher = asyncio.create_task(self._refresh_before_expiry(ws))
         try:
@@ -278,28 +349,59 @@ class RelayClient:
         if heart.done() and not heart.cancelled() and heart.exception():
             raise _ZombieConnectionError
 
+    def _identify(self, token: str) -> dict[str, Any]:
+        """Identify's `d`: a factory adds the cursors it resumes from (if it has any)."""
+        identify: dict[str, Any] = {"token": token}
+        resume = self._streams.received.resume()
+        if resume and _unverified_claims(token).get("type") == FACTORY:
+            identify["resume"] = resume
+        return identify
+
     def _on_ready(self, ws: ClientConnection, ready: dict[str, Any]) -> None:
         self.user = Sender(**ready["d"]["user"])
         self.session_id = ready["d"]["session_id"]
+        cursors = parse_cursors(ready["d"].get("cursors"))
+        if cursors:
+            self._streams.start(cursors, ready["d"].get("resumed"))
+        if "factories" in ready["d"]:
+            self._notify(self._presence.snapshot(ready["d"]["factories"]))
         self._last_sequence = ready.get("s")
         self._ws = ws
         self._acked = True
         self.sessions_opened += 1
         self._backoff.reset()
-        self._ready.set()
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         if frame["op"] == Op.HEARTBEAT_ACK:
             self._acked = True
+            self._streams.replay_done()
             return
         self._last_sequence = frame.get("s", self._last_sequence)
         if frame.get("t") in SERVER_EVENTS:
             self._on_server_event(frame["t"], frame["d"])
         elif frame["op"] in DISPATCH_OPS:
-            self._messages.put_nowait(Message.from_frame(frame))
+            if self._messages.full():
+                raise _QueueFullError(f"{self._messages.maxsize} messages unread")
+            message = Message.from_frame(frame)
+            if message.op == Op.STATUS:
+                self._notify([self._presence.status(message.sender.username, frame["d"])])
+            if self._streams.admit(message):
+                self._messages.put_nowait(message)
+
+    def _notify(self, changed: list[FactoryPresence]) -> None:
+        if self._on_presence is None:
+            return
+        for entry in changed:
+            try:
+                self._on_presence(entry)
+            except Exception as error:  # the application's listener: never the connection's end
+                log.warning("relay_presence_listener_failed", error=repr(error))
 
     def _on_server_event(self, name: str, data: dict[str, Any]) -> None:
-        if name == "REFRESHED":
+        if name == "PRESENCE_UPDATE":
+            changed = self._presence.update(data)
+            self._notify([] if changed is None else [changed])
+        elif name == "REFRESHED":
             self._refreshed.set()
             log.info("relay_session_refreshed", expires_at=data.get("exp"))
         elif name == "DELIVERY_FAILED":
@@ -368,8 +470,25 @@ class RelayClient:
             self._messages.put_nowait(error)
 
 
-def _data(payload: Any, **optional: str | None) -> dict[str, Any]:
-    return {"payload": payload, **{key: value for key, value in optional.items() if value}}
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """The token's claims, unchecked: only to know whose it is (the relay checks it)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _username(token: str) -> str | None:
+    username = _unverified_claims(token).get("name")
+    return username if isinstance(username, str) else None
+
+
+def _data(payload: Any, **optional: str | int | None) -> dict[str, Any]:
+    return {
+        "payload": payload,
+        **{key: value for key, value in optional.items() if value is not None and value != ""},
+    }
 
 
 def _credentials_provider(

@@ -66,9 +66,15 @@ def console_script(name: str) -> str:
     return str(script)
 
 
-def service_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """Only what a process needs from ours, so no developer setting leaks into a test."""
+def service_env(settings: Mapping[str, str], workdir: Path | None = None) -> dict[str, str]:
+    """Only what a process needs from ours, so no developer setting leaks into a test.
+
+    State a process keeps (`factory-bridge`'s state file) goes under `workdir`, never
+    into the developer's home.
+    """
     env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
+    if workdir is not None:
+        env["XDG_STATE_HOME"] = str(workdir / "state")
     env.update(settings)
     return env
 
@@ -88,7 +94,7 @@ def run_to_exit(
         capture_output=True,
         text=True,
         cwd=workdir,
-        env=service_env(settings),
+        env=service_env(settings, workdir),
         timeout=timeout,
         check=False,
     )
@@ -143,7 +149,7 @@ class ServiceProcess:
             self._process = subprocess.Popen(
                 self.command,
                 cwd=self.workdir,
-                env=service_env(self.settings),
+                env=service_env(self.settings, self.workdir),
                 stdout=out,
                 stderr=err,
             )

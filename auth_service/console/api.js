@@ -85,6 +85,11 @@ export function livekitToken(token, room) {
   return request(`/livekit/token?room=${encodeURIComponent(room)}`, { token });
 }
 
+/** GET /factories (admins, operators, viewers): `{items: [{username, disabled, created_at}], total}`. */
+export function listFactories(token, { limit, offset }) {
+  return request(`/factories?limit=${limit}&offset=${offset}`, { token });
+}
+
 /** GET /users (admins): `{items, total}`. */
 export function listUsers(token, { limit, offset }) {
   return request(`/users?limit=${limit}&offset=${offset}`, { token });

@@ -7,17 +7,11 @@
 // it runs out, a dialog asks for the password again and the live relay session goes on
 // with the fresh token (renewal.js).
 
-import { ApiError, consoleConfig, login, logout, me } from "./api.js";
+import { ApiError, consoleConfig, listFactories, login, logout, me } from "./api.js";
 import { UsersPanel } from "./admin.js";
-import {
-  describeCommand,
-  describePayload,
-  formatValue,
-  idElement,
-  labelOf,
-  orderedKeys,
-  sentence,
-} from "./labels.js";
+import { CommandTracker, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, failureMeaning } from "./commands.js";
+import { FACTORY_LIMIT, FactoryTable, localTime } from "./factories.js";
+import { clock, describeCommand, describePayload, elapsed, idElement, sentence, timeElement } from "./labels.js";
 import {
   Op,
   RelayConnection,
@@ -29,7 +23,12 @@ import { RenewalDialog, serverClock, tokenTimes } from "./renewal.js";
 import { VideoPanel } from "./video.js";
 
 const EVENT_LOG_LIMIT = 200;
-const STALE_AFTER_SECONDS = 10;
+/** A presence change the log learns this much later says when it happened. */
+const PRESENCE_LOG_DELAY_MS = 5000;
+/** `GET /factories` page size (the API's largest). */
+const FACTORY_PAGE = 200;
+/** The factory accounts are listed again on a reconnect at most this often. */
+const FACTORY_RELOAD_MS = 60_000;
 const TOKEN_KEY = "factory-relay.token";
 const COMMANDING_TYPES = ["operator", "admin"];
 
@@ -40,9 +39,7 @@ const state = {
   token: null,
   user: null,
   relay: null,
-  factories: new Map(), // username → {name, payload, lastSeen, row}
-  commands: new Map(), // command id → {payload, target, entry}
-  selected: null,
+  factoriesLoadedAt: null, // when `GET /factories` was last asked (Date.now())
 };
 
 const video = new VideoPanel(
@@ -99,10 +96,6 @@ function newId(prefix) {
   return `${prefix}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
-function clock(date = new Date()) {
-  return date.toLocaleTimeString([], { hour12: false });
-}
-
 function relayUrl() {
   return relayUrlFor(state.config.relay_url, window.location);
 }
@@ -147,6 +140,7 @@ function showConnection({ state: connectionState, detail, delay }) {
   badge.textContent = label;
   badge.title = detail || "";
   if (state.relay) badge.dataset.sessions = String(state.relay.sessionsOpened);
+  if (connectionState !== "ready") commands.away(); // answers sent meanwhile are not replayed
   updateCommandForm();
   if (connectionState === "ready") {
     logEvent("connection", `connected to the relay as ${detail}`);
@@ -161,118 +155,75 @@ function showConnection({ state: connectionState, detail, delay }) {
 
 // -- factories ------------------------------------------------------------------
 
-/** A status payload as key → value; a non-object payload is shown under "payload". */
-function asReadings(payload) {
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return { payload };
-  return payload;
-}
+const commands = new CommandTracker($("commands"));
 
-/** The factory's own readings, each a label over its value (`data-key` on the value). */
-function readingsList(payload) {
-  const list = document.createElement("dl");
-  list.className = "readings";
-  for (const key of orderedKeys(payload)) {
-    const item = document.createElement("div");
-    item.className = "reading";
-    const label = document.createElement("dt");
-    label.textContent = labelOf(key);
-    label.title = key;
-    const value = document.createElement("dd");
-    value.dataset.key = key;
-    value.textContent = formatValue(payload[key]);
-    item.append(label, value);
-    list.append(item);
+const table = new FactoryTable(
+  {
+    body: $("factories").tBodies[0],
+    empty: $("no-factories"),
+    full: $("factories-full"),
+    scroll: $("factories-scroll"),
+    scrollHint: $("factories-scroll-hint"),
+    targets: $("command-target"),
+  },
+  {
+    onSelect: (name) => selectFactory(name),
+    onPresenceChange: (factory, before) => logPresence(factory, before),
+    onFirstStatus: (name) => logEvent("factory", `${name} reported its first status`, { factory: name }),
+    onChange: () => updateTargetWarning(),
+  },
+);
+
+/** A factory went offline or came online: a line in the log (the time it happened on hover). */
+function logPresence(factory, before) {
+  let text = `${factory.name} went offline`;
+  if (factory.online) text = before.since === null ? `${factory.name} came online` : `${factory.name} is online again`;
+  const parts = [text];
+  const at = factory.since === null ? null : localTime(factory.since);
+  if (at !== null && Date.now() - at >= PRESENCE_LOG_DELAY_MS) {
+    parts.push(" at ", timeElement(at, clock(new Date(at)))); // learnt late (a reconnect's snapshot)
   }
-  return list;
-}
-
-function renderRow(factory) {
-  const name = document.createElement("th");
-  name.scope = "row";
-  name.textContent = factory.name;
-  const seen = document.createElement("td");
-  seen.className = "last-seen";
-  seen.dataset.key = "last-seen";
-  const readings = document.createElement("td");
-  readings.className = "readings-cell";
-  readings.append(readingsList(factory.payload));
-  factory.row.replaceChildren(name, seen, readings);
-  updateSeen(factory);
-}
-
-function updateSeen(factory, now = Date.now()) {
-  const cell = factory.row.querySelector(".last-seen");
-  const seconds = Math.max(0, Math.floor((now - factory.lastSeen) / 1000));
-  cell.textContent = `${seconds} s ago`;
-  cell.title = new Date(factory.lastSeen).toLocaleString();
-  factory.row.classList.toggle("stale", seconds >= STALE_AFTER_SECONDS);
-}
-
-/** Show the sideways-scroll hint only while the table is wider than its box. */
-function updateScrollHint() {
-  const box = $("factories-scroll");
-  const overflowing = box.scrollWidth > box.clientWidth + 1;
-  box.classList.toggle("overflowing", overflowing);
-  $("factories-scroll-hint").hidden = !overflowing;
-}
-
-function onStatus(frame) {
-  const sender = frame.d?.from?.username;
-  if (!sender) return;
-  const payload = asReadings(frame.d.payload);
-  let factory = state.factories.get(sender);
-  if (!factory) {
-    const row = document.createElement("tr");
-    row.dataset.factory = sender;
-    row.tabIndex = 0;
-    row.addEventListener("click", () => selectFactory(sender));
-    row.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" || event.key === " ") selectFactory(sender);
-    });
-    factory = { name: sender, payload, lastSeen: Date.now(), row };
-    state.factories.set(sender, factory);
-    insertSorted($("factories").tBodies[0], row, sender);
-    addTarget(sender);
-    $("no-factories").hidden = true;
-    logEvent("factory", `${sender} reported its first status`, { factory: sender });
-  }
-  factory.payload = payload;
-  factory.lastSeen = Date.now();
-  factory.row.dataset.updates = String(Number(factory.row.dataset.updates ?? 0) + 1);
-  renderRow(factory);
-  factory.row.classList.toggle("selected", state.selected === sender);
-  updateScrollHint();
-}
-
-function insertSorted(parent, element, key) {
-  const after = Array.from(parent.children).find((child) => child.dataset.factory > key);
-  parent.insertBefore(element, after ?? null);
-}
-
-function addTarget(name) {
-  const option = document.createElement("option");
-  option.value = name;
-  option.textContent = name;
-  option.dataset.factory = name;
-  const select = $("command-target");
-  const after = Array.from(select.options).find((o) => o.value && o.value > name);
-  select.insertBefore(option, after ?? null);
+  logEvent("presence", parts, { factory: factory.name, presence: factory.online ? "online" : "offline" });
+  updateTargetWarning();
 }
 
 function selectFactory(name) {
-  state.selected = name;
-  for (const factory of state.factories.values()) {
-    factory.row.classList.toggle("selected", factory.name === name);
-  }
-  $("command-target").value = name;
+  table.select(name);
+  $("command-target").value = table.get(name)?.name ?? "";
+  updateTargetWarning();
   if (state.config.livekit) video.show(state.token, name);
 }
 
+/**
+ * Every factory account (`GET /factories`, page by page up to the table's limit): at the
+ * session's start, and again on a reconnect's READY at most every `FACTORY_RELOAD_MS` (a
+ * relay restart reconnects every console at once).
+ */
+async function loadFactories() {
+  const token = state.token;
+  if (state.factoriesLoadedAt !== null && Date.now() - state.factoriesLoadedAt < FACTORY_RELOAD_MS) return;
+  state.factoriesLoadedAt = Date.now();
+  try {
+    for (let offset = 0; offset < FACTORY_LIMIT; offset += FACTORY_PAGE) {
+      const page = await listFactories(token, { limit: FACTORY_PAGE, offset });
+      if (token !== state.token) return; // logged out meanwhile
+      table.listed(page.items ?? []);
+      if (offset + FACTORY_PAGE >= (page.total ?? 0)) return;
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      expire();
+      return;
+    }
+    if (token === state.token) logEvent("connection", `the factory accounts could not be listed: ${loginErrorMessage(error)}`);
+  }
+}
+
 setInterval(() => {
-  const now = Date.now();
-  for (const factory of state.factories.values()) updateSeen(factory, now);
+  table.tick();
+  for (const command of commands.tick()) onExpired(command);
 }, 1000);
-window.addEventListener("resize", updateScrollHint);
+window.addEventListener("resize", () => table.updateScrollHint());
 
 // -- events and commands ----------------------------------------------------------
 
@@ -283,27 +234,47 @@ function showOutcome(kind, parts) {
   outcome.hidden = false;
 }
 
+/** The same parts again (an element can be in one place only): for the outcome under Send. */
+function copyParts(parts) {
+  return parts.map((part) => (typeof part === "string" ? part : part.cloneNode(true)));
+}
+
 function onCommandAnswer(name, sender, payload, attributes) {
   const commandId = payload.command_id;
-  const command = state.commands.get(commandId);
-  const what = command ? describeCommand(command.payload) : "command";
+  const known = commands.get(commandId);
+  const what = known ? describeCommand(known.payload) : "command";
   let kind;
   let parts;
   if (name === "COMMAND_ACK") {
     const result = payload.result === undefined ? "" : `: ${describePayload(payload.result)}`;
     kind = "ack";
     parts = [`${sender} acknowledged ${what} `, idElement(commandId), result];
-    command?.entry.classList.add("acked");
+    commands.answered(commandId, { acknowledged: true, sender });
+    known?.logEntry?.classList.remove("expired"); // a late answer replaces "expired"
+    known?.logEntry?.classList.add("acked");
   } else if (name === "COMMAND_REJECTED") {
+    const reason = payload.reason ?? "no reason given";
     kind = "rejected";
-    parts = [`${sender} rejected ${what} `, idElement(commandId), `: ${payload.reason ?? "no reason given"}`];
-    command?.entry.classList.add("rejected");
+    parts = [`${sender} rejected ${what} `, idElement(commandId), `: ${reason}`];
+    commands.answered(commandId, { acknowledged: false, sender, reason });
+    known?.logEntry?.classList.remove("expired");
+    known?.logEntry?.classList.add("rejected");
   } else {
     kind = "event";
     parts = [`${sender} ${name} for ${what} `, idElement(commandId), ` ${describePayload(payload)}`];
   }
   logEvent(kind, parts, attributes);
-  if (command) showOutcome(kind, parts.map((part) => (typeof part === "string" ? part : idElement(commandId))));
+  if (known) showOutcome(kind, copyParts(parts));
+}
+
+/** No answer by the command's `expires_at`: it was delivered to nobody in time, or its answer was lost. */
+function onExpired(command) {
+  const by = clock(new Date(command.expiresAt));
+  const why = command.target ? `no answer from ${command.target} by ${by}` : `no factory answered by ${by}`;
+  const parts = [`${describeCommand(command.payload)} `, idElement(command.id), ` expired: ${why}`];
+  command.logEntry?.classList.add("expired");
+  logEvent("expired", parts, { commandId: command.id, event: "EXPIRED" });
+  showOutcome("expired", copyParts(parts));
 }
 
 function onEvent(frame) {
@@ -322,24 +293,25 @@ function onEvent(frame) {
 
 /** A message someone sent (op 5, op 6): the relay's own events never come here (relay.js). */
 function onMessage(frame) {
-  if (frame.op === Op.STATUS) onStatus(frame);
+  if (frame.op === Op.STATUS) table.status(frame.d);
   else if (frame.op === Op.EVENT) onEvent(frame);
 }
 
 /**
- * The relay's own events other than READY and REFRESHED: noted, never taken for a
- * factory's. DELIVERY_FAILED (`{id, reason}`) names a message of ours the relay dropped.
+ * The relay's own events other than READY, REFRESHED and PRESENCE_UPDATE: noted, never
+ * taken for a factory's. DELIVERY_FAILED (`{id, reason}`) names a message of ours the
+ * relay dropped.
  */
 function onServerEvent(frame) {
   const attributes = { event: frame.t };
   if (frame.t === "DELIVERY_FAILED" && typeof frame.d?.id === "string") {
     attributes.commandId = frame.d.id;
-    const command = state.commands.get(frame.d.id);
+    const command = commands.deliveryFailed(frame.d.id, frame.d.reason);
     const parts = [`the relay could not deliver ${command ? describeCommand(command.payload) : "message"} `,
-      idElement(frame.d.id), ` (${frame.d.reason ?? "no reason given"}): it was executed nowhere`];
-    command?.entry.classList.add("rejected");
+      idElement(frame.d.id), ` (${frame.d.reason ?? "no reason given"}): ${failureMeaning(frame.d.reason)}`];
+    command?.logEntry?.classList.add("rejected");
     logEvent("rejected", parts, attributes);
-    if (command) showOutcome("error", parts.map((part) => (typeof part === "string" ? part : idElement(frame.d.id))));
+    if (command) showOutcome("error", copyParts(parts));
     return;
   }
   logEvent("connection", `relay event ${frame.t} ${describePayload(frame.d)}`, attributes);
@@ -380,6 +352,41 @@ function updateCommandForm() {
   if (state.user && !canCommand()) note = `A ${state.user.type} can watch but not send commands.`;
   else if (!ready) note = "Commands can be sent once the relay connection is up.";
   $("command-note").textContent = note;
+  updateTargetWarning();
+}
+
+/** The expiry field in seconds, or null when it is not a whole number in range. */
+function ttlSeconds() {
+  const seconds = $("command-ttl").valueAsNumber;
+  return Number.isInteger(seconds) && seconds >= 1 && seconds <= MAX_TTL_SECONDS ? seconds : null;
+}
+
+/** The warning for `target` (a name, or "" for every factory): null when all is well. */
+function offlineWarning(target, ttlMs) {
+  const keep = `The relay keeps the command for ${elapsed(ttlMs)}`;
+  if (!target) {
+    const offline = table.all().filter((factory) => factory.online === false).length;
+    if (offline === 0) return null;
+    return `${offline} of ${table.size} factories are offline. ${keep}: they get it only if they come back by then.`;
+  }
+  const factory = table.get(target);
+  if (factory?.online !== false) return null;
+  const since = factory.since === null ? "" : ` since ${clock(new Date(localTime(factory.since)))}`;
+  return `${factory.name} is offline${since}. ${keep} and delivers it if ${factory.name} comes back by then; otherwise the command expires unexecuted.`;
+}
+
+/**
+ * Before sending: a warning when the target is offline (or, for every factory, when some
+ * are), kept current as presence changes. The operator may still send ("Send anyway"):
+ * the relay keeps the command for its expiry time.
+ */
+function updateTargetWarning() {
+  const target = $("command-target").value;
+  const text = canCommand() ? offlineWarning(target, (ttlSeconds() ?? DEFAULT_TTL_SECONDS) * 1000) : null;
+  const warning = $("command-warning");
+  if (warning.textContent !== (text ?? "")) warning.textContent = text ?? "";
+  warning.hidden = text === null;
+  $("command-send").textContent = text !== null && target ? "Send anyway" : "Send";
 }
 
 function commandPayload() {
@@ -401,18 +408,26 @@ function sendCommand(event) {
     showOutcome("error", ["The speed must be a whole number of rpm."]);
     return;
   }
+  const ttl = ttlSeconds();
+  if (ttl === null) {
+    showOutcome("error", [`The expiry must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS}.`]);
+    return;
+  }
   const id = newId("cmd");
-  if (!state.relay?.sendCommand(payload, { target, id })) {
+  const ttlMs = ttl * 1000;
+  if (!state.relay?.sendCommand(payload, { target, id, ttlMs })) {
     showOutcome("error", ["Not connected: the command was not sent."]);
     return;
   }
+  const targetOffline = target !== null && table.get(target)?.online === false;
+  const command = commands.sent({ id, payload, target, ttlMs, targetOffline });
   const description = `${describeCommand(payload)} → ${target ?? "all factories"}`;
-  const entry = logEvent("command", ["sent ", idElement(id), `: ${description}`], { commandId: id });
-  state.commands.set(id, { payload, target, entry });
-  if (state.commands.size > EVENT_LOG_LIMIT) {
-    state.commands.delete(state.commands.keys().next().value);
-  }
-  showOutcome("sent", [`Sent ${description}; waiting for the answer…`]);
+  const expiry = `, expires after ${elapsed(ttlMs)}${targetOffline ? ` (${target} is offline)` : ""}`;
+  command.logEntry = logEvent("command", ["sent ", idElement(id), `: ${description}${expiry}`], { commandId: id });
+  const waiting = targetOffline
+    ? `Sent ${description}; ${target} is offline: it gets the command if it is back within ${elapsed(ttlMs)}.`
+    : `Sent ${description}; waiting for the answer…`;
+  showOutcome("sent", [waiting]);
 }
 
 // -- login and session ----------------------------------------------------------
@@ -454,13 +469,9 @@ async function submitLogin(event) {
 }
 
 function resetView() {
-  state.factories.clear();
-  state.commands.clear();
-  state.selected = null;
-  $("factories").tBodies[0].replaceChildren();
-  $("no-factories").hidden = false;
-  updateScrollHint();
-  for (const option of Array.from($("command-target").options)) if (option.value) option.remove();
+  table.clear();
+  commands.clear();
+  state.factoriesLoadedAt = null;
   $("event-log").replaceChildren();
   $("command-outcome").hidden = true;
   $("video-title").textContent = "Camera";
@@ -507,12 +518,15 @@ async function startSession(token) {
 function connectRelay(token) {
   state.relay = new RelayConnection(relayUrl(), token, {
     onState: showConnection,
-    onReady: (user) => {
+    onReady: (user, _sessionId, ready) => {
       state.user = { ...state.user, ...user };
+      if (Array.isArray(ready.factories)) table.snapshot(ready.factories);
+      loadFactories(); // accounts created meanwhile, and those never seen online
       updateCommandForm();
       renewal.refreshed(); // a reconnect identified with a fresh token the dialog got
     },
     onMessage,
+    onPresence: (update) => table.presence(update),
     onRefreshed,
     onServerEvent,
     onStopped: ({ expired, reason }) => {
@@ -562,6 +576,8 @@ async function boot() {
   $("login-form").addEventListener("submit", submitLogin);
   $("command-form").addEventListener("submit", sendCommand);
   $("command-action").addEventListener("change", updateCommandForm);
+  $("command-target").addEventListener("change", updateTargetWarning);
+  $("command-ttl").addEventListener("input", updateTargetWarning);
   $("logout").addEventListener("click", clickLogout);
   updateCommandForm();
   try {

@@ -1,5 +1,5 @@
 // Human words for machine data: the status keys factory-bridge documents, command
-// descriptions, short ids, and messages from the auth service written as sentences.
+// descriptions, short ids, times, and messages from the auth service written as sentences.
 
 /** The status keys of `factory-bridge` (simulated and Modbus machines), in display order. */
 export const STATUS_LABELS = Object.freeze({
@@ -72,4 +72,46 @@ export function sentence(text) {
   if (!trimmed) return "";
   const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
   return /[.!?…]$/.test(capital) ? capital : `${capital}.`;
+}
+
+const SECOND_MS = 1000;
+const MINUTE_S = 60;
+const HOUR_S = 60 * MINUTE_S;
+const DAY_S = 24 * HOUR_S;
+
+/** How long, for people: `12 s`, `5 min`, `3 h 05 min`, `2 d 4 h`; never negative. */
+export function elapsed(ms) {
+  const seconds = Math.max(0, Math.floor(ms / SECOND_MS));
+  if (seconds < MINUTE_S) return `${seconds} s`;
+  if (seconds < HOUR_S) return `${Math.floor(seconds / MINUTE_S)} min`;
+  if (seconds < DAY_S) {
+    const minutes = String(Math.floor((seconds % HOUR_S) / MINUTE_S)).padStart(2, "0");
+    return `${Math.floor(seconds / HOUR_S)} h ${minutes} min`;
+  }
+  return `${Math.floor(seconds / DAY_S)} d ${Math.floor((seconds % DAY_S) / HOUR_S)} h`;
+}
+
+// One formatter each, made once: `toLocaleString` builds a new one on every call, which
+// a table of a few thousand factories notices.
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+const DATE_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "medium" });
+
+/** `14:05:03`: a time of day on this browser's clock (24 h). */
+export function clock(date = new Date()) {
+  return TIME_OF_DAY.format(date);
+}
+
+/** The date and time in full, for a tooltip. */
+export function dateAndTime(date) {
+  return DATE_AND_TIME.format(date);
+}
+
+/** A `<time>` element: `text` shown, the full date and time on hover, `datetime` for machines. */
+export function timeElement(localMs, text) {
+  const element = document.createElement("time");
+  const date = new Date(localMs);
+  element.dateTime = date.toISOString();
+  element.title = dateAndTime(date);
+  element.textContent = text;
+  return element;
 }

@@ -105,10 +105,12 @@ const NORMAL_CLOSURE = 1000;
 /**
  * One long-lived relay session that survives relay restarts.
  *
- * Callbacks: onState({state, detail, delay}), onReady(user, sessionId), onMessage(frame)
+ * Callbacks: onState({state, detail, delay}), onReady(user, sessionId, d) (`d`: READY's
+ * data, with the `factories` snapshot for admins, operators and viewers), onMessage(frame)
  * (a factory's or an operator's message: op 4, 5, or 6 with a name of theirs),
  * onRefreshed(exp) (REFRESHED: the session now ends at `exp`, seconds since the epoch),
- * onServerEvent(frame) (any other of the relay's own events), onStopped({code, reason, expired}).
+ * onPresence(d) (PRESENCE_UPDATE: `{username, online, since}`), onServerEvent(frame) (any
+ * other of the relay's own events), onStopped({code, reason, expired}).
  * States: "connecting", "identifying", "ready", "reconnecting", "stopped".
  */
 export class RelayConnection {
@@ -151,11 +153,15 @@ export class RelayConnection {
     return this.state === "ready";
   }
 
-  /** Send a Command (op 4); false if no READY session. */
-  sendCommand(payload, { target = null, id = null } = {}) {
+  /**
+   * Send a Command (op 4); false if no READY session. `ttlMs`: how long the relay keeps it
+   * for a factory that is not connected (`ttl_ms`; the relay's default without it).
+   */
+  sendCommand(payload, { target = null, id = null, ttlMs = null } = {}) {
     const d = { payload };
     if (target) d.target = target;
     if (id) d.id = id;
+    if (ttlMs !== null) d.ttl_ms = ttlMs;
     return this._send({ op: Op.COMMAND, d });
   }
 
@@ -235,12 +241,13 @@ export class RelayConnection {
     this.sessionsOpened += 1;
     this.backoff.reset();
     this._setState("ready", `${this.user?.username} (${this.user?.type})`);
-    this.handlers.onReady?.(this.user, this.sessionId);
+    this.handlers.onReady?.(this.user, this.sessionId, frame.d ?? {});
   }
 
   _onServerEvent(frame) {
     const exp = Number(frame.d?.exp);
     if (frame.t === "REFRESHED" && Number.isFinite(exp)) this.handlers.onRefreshed?.(exp);
+    else if (frame.t === "PRESENCE_UPDATE" && this.handlers.onPresence) this.handlers.onPresence(frame.d);
     else this.handlers.onServerEvent?.(frame);
   }
 

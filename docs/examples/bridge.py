@@ -31,11 +31,15 @@ def execute(machine: dict[str, Any], command: Any) -> dict[str, Any]:
 async def answer(client: RelayClient, machine: dict[str, Any], command: Message) -> None:
     """Every command gets an answer the operator sees: COMMAND_ACK or COMMAND_REJECTED."""
     try:
+        if client.expired(command):  # it waited past its expires_at: never act on it
+            raise CommandRejectedError("expired")
         result = execute(machine, command.payload)
     except CommandRejectedError as rejection:
         reply = {"command_id": command.id, "reason": str(rejection)}
+        await client.commit(command)  # done with it: saved before the answer goes out
         await client.send_event("COMMAND_REJECTED", reply)
     else:
+        await client.commit(command)
         await client.send_event("COMMAND_ACK", {"command_id": command.id, "result": result})
 
 
@@ -52,6 +56,8 @@ async def main() -> None:
         auth_url=env["AUTH_URL"],
         username=env["FACTORY_USERNAME"],
         password=env["FACTORY_PASSWORD"],
+        state_file=env.get("STATE_FILE"),  # where it is in the command streams, across restarts
+        deliver_expired=True,  # expired commands too, so that each gets its answer
     )
     async with client, asyncio.TaskGroup() as tasks:
         tasks.create_task(report(client, machine))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import signal
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -20,12 +22,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from relay_client.auth import LoginRefusedError
 from relay_client.bridge.bridge import Bridge
 from relay_client.bridge.machine import Machine, SimulatedMachine
-from relay_client.client import ClientStoppedError, RelayClient
+from relay_client.client import DEFAULT_CLOCK_SKEW_MS, ClientStoppedError, RelayClient
+from relay_client.state import DEFAULT_REMEMBERED_IDS, MAX_REMEMBERED_IDS
 from shared.cli import command_parser, fail
 from shared.logging import configure_logging
 from shared.settings import LogLevel, load_settings
 
 ENV_FILES = (".env", ".factory-bridge.env")
+SETTINGS_ERROR = 2
+"""The exit code of an invalid setting, as for every other setting."""
 
 
 class BridgeSettings(BaseSettings):
@@ -36,6 +41,23 @@ class BridgeSettings(BaseSettings):
     username: str = Field(min_length=3, max_length=64)
     password: SecretStr
     status_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    state_file: Path | None = Field(
+        default=None,
+        description="its cursors and executed command ids; unset: "
+        "$XDG_STATE_HOME (~/.local/state)/factory-bridge/<username>.json",
+    )
+    remembered_commands: int = Field(
+        default=DEFAULT_REMEMBERED_IDS,
+        ge=1,
+        le=MAX_REMEMBERED_IDS,
+        description="how many executed command ids the state file keeps",
+    )
+    clock_skew_ms: int = Field(
+        default=DEFAULT_CLOCK_SKEW_MS,
+        ge=0,
+        le=60_000,
+        description="how far past its expires_at a command is still executed",
+    )
 
     machine: Literal["simulated", "modbus"] = "simulated"
     modbus_host: str | None = Field(default=None, min_length=1, max_length=253)
@@ -52,6 +74,13 @@ class BridgeSettings(BaseSettings):
                     "BRIDGE_MACHINE: modbus needs pymodbus: pip install 'factory-relay[modbus]'"
                 )
         return self
+
+    def state_path(self) -> Path:
+        """BRIDGE_STATE_FILE, or the default under the user's state directory."""
+        if self.state_file is not None:
+            return self.state_file
+        state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state_home) / "factory-bridge" / f"{self.username}.json"
 
 
 class LogSettings(BaseSettings):
@@ -91,6 +120,10 @@ async def run_bridge(settings: BridgeSettings) -> None:
         auth_url=settings.auth_url,
         username=settings.username,
         password=settings.password.get_secret_value(),
+        state_file=settings.state_path(),
+        remembered_ids=settings.remembered_commands,
+        clock_skew_ms=settings.clock_skew_ms,
+        deliver_expired=True,
     )
     async with client, open_machine(settings) as machine:
         await Bridge(client, machine, settings.status_interval_seconds).run()
@@ -117,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command_parser("factory-bridge", DESCRIPTION, [BridgeSettings, LogSettings]).parse_args(argv)
     log_level = load_settings(LogSettings).log_level
     settings = load_settings(BridgeSettings)
+    check_state_file(settings.state_path())
     configure_logging(log_level, service="factory-bridge")
     try:
         asyncio.run(run_until_stopped(settings))
@@ -125,6 +159,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if stopped is None:
             raise
         fail(_explain(stopped))
+
+
+def check_state_file(path: Path) -> None:
+    """Stop at start with one line (as for any invalid setting) if the state file could
+    not be written: a bridge that cannot save its state could execute a command twice."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        reason = f"cannot create {path.parent}: {error.strerror}"
+        fail(f"invalid setting BRIDGE_STATE_FILE: {reason}", SETTINGS_ERROR)
+    if path.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        fail(f"invalid setting BRIDGE_STATE_FILE: cannot write {path}", SETTINGS_ERROR)
 
 
 def _client_stopped(error: BaseException) -> ClientStoppedError | None:

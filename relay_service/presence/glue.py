@@ -50,6 +50,7 @@ def presence_for(
             channel_of=channels.observer_shard,
             timeout_seconds=settings.redis_timeout_seconds,
             retention_seconds=settings.presence_retention_seconds,
+            ttl_seconds=settings.presence_ttl_seconds,
             publish_command=publish_command(client),
         )
 

@@ -13,13 +13,16 @@ The bookkeeping that spans factories lives under the `{presence}` tag:
 - `P:relay:{presence}:pending` (zset): factories whose grace runs, scored their due time.
 - `P:relay:{presence}:replicas` (zset): live replicas, scored their last heartbeat.
 - `P:relay:{presence}:replica:<id>` (set): the factories that replica has sessions of.
+- `P:relay:{obs:N}:presence-replicas` (zset, one per shard): live replicas, scored their
+  last heartbeat, beside the shard's factories: on Redis Cluster one master can lose its
+  data alone, and a replica missing from a shard's set finds it (see `RedisStore`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay_service.channels import shard_of
+from relay_service.channels import SHARDS, shard_of
 from shared.identity import username_key
 
 ONLINE_SCORE = 2**53 - 1
@@ -44,6 +47,10 @@ class PresenceKeys:
     @property
     def replicas(self) -> str:
         return f"{self.prefix}:relay:{{presence}}:replicas"
+
+    @property
+    def shard_replicas(self) -> list[str]:
+        return [f"{self.prefix}:relay:{{obs:{n}}}:presence-replicas" for n in range(SHARDS)]
 
     def replica(self, replica_id: str) -> str:
         return f"{self.prefix}:relay:{{presence}}:replica:{replica_id}"

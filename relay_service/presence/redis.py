@@ -8,6 +8,10 @@ replicas) is written beside it in a second call; the hash is the truth and each 
 checks it, so an index entry left stale by a failure costs a wasted check, never a wrong
 announcement. Every call is bounded by the Redis timeout with `asyncio.timeout`; redis-py
 reloads a script that a restarted Redis forgot (EVALSHA, then SCRIPT LOAD on NOSCRIPT).
+
+On Redis Cluster each script's keys share one hash tag (one slot, so one node), the
+`{presence}` bookkeeping too (its transaction is on one node). On NOSCRIPT (a promoted
+replica does not have its old master's scripts) SCRIPT LOAD goes to every master.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from relay_service.presence.keys import ONLINE_SCORE, PresenceKeys, sessions_field
@@ -99,6 +104,7 @@ class RedisStore:
         channel_of: Callable[[str], str],
         timeout_seconds: float,
         retention_seconds: int,
+        ttl_seconds: int,
         publish_command: str = "PUBLISH",
     ) -> None:
         self._client = client
@@ -106,7 +112,10 @@ class RedisStore:
         self._channel_of = channel_of
         self._timeout = timeout_seconds
         self._retention = retention_seconds
+        self._ttl_ms = ttl_seconds * 1000
         self._publish = publish_command
+        self._ordered_pipelines = not isinstance(client, RedisCluster)
+        """One server runs a pipeline in order on one connection; a cluster does not."""
         self._join = client.register_script(JOIN)
         self._leave = client.register_script(LEAVE)
         self._settle = client.register_script(SETTLE)
@@ -117,9 +126,10 @@ class RedisStore:
     async def join(
         self, replica: str, username: str, sessions: int, now_ms: int, announcement: bytes
     ) -> bool:
-        """One round trip (the first session of every factory of a drained replica comes
-        at once): the replica's set first, so a replica that dies after this is cleaned
-        up after, then the factory's script. Retried whole if Redis forgot the script."""
+        """The replica's set first, so a replica that dies after this is cleaned up after,
+        then the factory's script: one round trip on one Redis (the first session of every
+        factory of a drained replica comes at once), two on a cluster (the set and the hash
+        are on different slots). Retried whole if Redis forgot the script."""
         args = (
             sessions_field(replica),
             sessions,
@@ -140,12 +150,17 @@ class RedisStore:
         self, replica: str, username: str, args: tuple[str | int | bytes, ...]
     ) -> bool:
         keys = self._keys
+        script = ("EVALSHA", self._join.sha, 1, keys.factory(username), *args)
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.sadd(keys.replica(replica), username)
             pipe.zadd(keys.index, {username: ONLINE_SCORE})
-            pipe.execute_command("EVALSHA", self._join.sha, 1, keys.factory(username), *args)
-            *_, went_online = await pipe.execute()
-        return bool(went_online)
+            if self._ordered_pipelines:
+                pipe.execute_command(*script)
+                *_, went_online = await pipe.execute()
+                return bool(went_online)
+            await pipe.execute()
+        # A cluster pipeline runs each node's share at once: the script waits for the set.
+        return bool(await self._client.execute_command(*script))
 
     async def leave(self, replica: str, username: str, due_ms: int) -> int:
         keys = self._keys
@@ -209,9 +224,20 @@ class RedisStore:
             await pipe.execute()
 
     async def heartbeat(self, replica: str, now_ms: int) -> bool:
+        """Also in every shard's set of replicas, so a cluster master that lost its data
+        alone (its shards' factories with it) is found like a Redis that lost all of it.
+        A shard's set forgets replicas silent for the TTL: a dead one is not kept, a live
+        one taken for dead writes its state again (as after `forget_replica`)."""
+        shards = self._keys.shard_replicas
         async with asyncio.timeout(self._timeout):
-            added = await self._client.zadd(self._keys.replicas, {replica: now_ms})
-        return bool(added)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.zremrangebyscore(shard, "-inf", f"({now_ms - self._ttl_ms}")
+                pipe.zadd(self._keys.replicas, {replica: now_ms})
+                for shard in shards:
+                    pipe.zadd(shard, {replica: now_ms})
+                replies = await pipe.execute()
+        return any(replies[len(shards) :])  # any set that did not know the replica
 
     async def stale_replicas(self, before_ms: int, limit: int) -> list[tuple[str, int]]:
         async with asyncio.timeout(self._timeout):

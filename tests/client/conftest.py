@@ -74,7 +74,11 @@ async def next_message(client: RelayClient, op: int, name: str | None = None) ->
 
 
 def running_stack(
-    redis_url: str, workdir: Path, *, auth_settings: Mapping[str, str] | None = None
+    redis_url: str,
+    workdir: Path,
+    *,
+    auth_settings: Mapping[str, str] | None = None,
+    relay_settings: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
     """A real auth service and relay on one Redis prefix of their own, for one module."""
     shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
@@ -82,7 +86,9 @@ def running_stack(
         workdir, jwt_secret=JWT_SECRET, admin=ADMIN, settings={**shared, **(auth_settings or {})}
     )
     relay = RelayProcess(
-        workdir, jwt_secret=JWT_SECRET, settings={**shared, "HEARTBEAT_INTERVAL_MS": "1000"}
+        workdir,
+        jwt_secret=JWT_SECRET,
+        settings={**shared, "HEARTBEAT_INTERVAL_MS": "1000", **(relay_settings or {})},
     )
     try:
         auth.start()

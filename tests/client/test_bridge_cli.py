@@ -61,6 +61,19 @@ def test_an_invalid_log_level_stops_the_bridge_with_one_line_naming_it(tmp_path:
     assert line.startswith("error: invalid setting LOG_LEVEL: ")
 
 
+def test_a_state_file_that_cannot_be_written_stops_the_bridge_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    settings = {
+        "BRIDGE_USERNAME": "factory-1",
+        "BRIDGE_PASSWORD": "x",
+        "BRIDGE_STATE_FILE": str(tmp_path / "a-file" / "state.json"),
+    }
+    result = run_to_exit(bridge(), tmp_path, settings, timeout=TIMEOUT)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: invalid setting BRIDGE_STATE_FILE: cannot create ")
+
+
 async def test_a_lower_case_log_level_is_applied(tmp_path: Path) -> None:
     settings = {
         "BRIDGE_USERNAME": "factory-1",

@@ -163,20 +163,28 @@ def build_stack(workdir: Path, redis_url: str, **settings: str) -> Stack:
     for service in (auth, livekit_auth):
         service.settings["CORS_ORIGINS"] = origins
         service.settings["RELAY_PUBLIC_URL"] = f"ws://127.0.0.1:{relay.port}/ws"
-    bridge = ServiceProcess(
+    bridge = bridge_process(workdir, relay, auth, FACTORY)
+    return Stack(auth, relay, livekit_auth, bridge)
+
+
+def bridge_process(
+    workdir: Path, relay: ServiceProcess, auth: ServiceProcess, username: str
+) -> ServiceProcess:
+    """A simulated factory (`factory-bridge`) logged in as `username`, not started; its own
+    `workdir` keeps its state apart from another bridge's."""
+    return ServiceProcess(
         [console_script("factory-bridge")],
         workdir,
-        name="bridge",
+        name=f"bridge-{username}",
         settings={
             "BRIDGE_RELAY_URL": f"ws://127.0.0.1:{relay.port}/ws",
             "BRIDGE_AUTH_URL": auth.http_url,
-            "BRIDGE_USERNAME": FACTORY,
+            "BRIDGE_USERNAME": username,
             "BRIDGE_PASSWORD": PASSWORD,
             "BRIDGE_STATUS_INTERVAL_SECONDS": "0.2",
         },
         http=False,
     )
-    return Stack(auth, relay, livekit_auth, bridge)
 
 
 def start_stack(stack: Stack, *, bridge: bool = True) -> None:

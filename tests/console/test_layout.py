@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.console.conftest import ADMIN, OPERATOR, PHONE, WALL_SCREEN, Console, Stack
+from tests.console.conftest import ADMIN, FACTORY, OPERATOR, PHONE, WALL_SCREEN, Console, Stack
 from tests.console.pages import Page, answer, expect, factory_row, log_in, send_command
+from tests.console.stand_in import StandInRelay, entry, now_ms
 
 pytestmark = pytest.mark.redis
 
@@ -85,3 +86,54 @@ def test_wall_screen_shows_everything_at_once(console: Console, stack: Stack) ->
     assert page_width(page) <= WALL_SCREEN[0]
     console.screenshot("wall-1920x1080", full_page=False)
     console.screenshot("wall-1920x1080-full")
+
+
+STALE_STATUS = {"state": "idle", "spindle_rpm": 0, "target_rpm": 0, "temperature_c": 21.5}
+BUSY_STATUS = {
+    "state": "running",
+    "spindle_rpm": 11980,
+    "target_rpm": 12000,
+    "temperature_c": 48.25,
+}
+
+
+def presence_snapshot() -> list[dict[str, object]]:
+    """Three factories: two online with full readings, one offline with a stale status."""
+    start = now_ms()
+    return [
+        entry(FACTORY, online=True, since=start - 3_600_000, status=BUSY_STATUS),
+        entry("press-2", online=True, since=start - 90_000, status=BUSY_STATUS),
+        entry("mill-3", online=False, since=start - 600_000, status=STALE_STATUS),
+    ]
+
+
+def test_phone_shows_the_offline_warning_beside_send(console: Console, stack: Stack) -> None:
+    console.resize(PHONE)
+    page = console.page
+    StandInRelay(page, presence_snapshot())
+    log_in(page, stack, OPERATOR)
+    page.select_option("#command-target", "mill-3")
+    page.locator("#command-send").scroll_into_view_if_needed()
+    expect(page.locator("#command-warning")).to_be_in_viewport()
+    expect(page.locator("#command-send")).to_be_in_viewport()
+    send_command(page, "stop", target="mill-3")
+    expect(page.locator("#command-outcome")).to_be_in_viewport()
+    assert page_width(page) <= PHONE[0]
+    console.screenshot("phone-375x812-offline-warning", full_page=False)
+    console.screenshot("phone-375x812-presence-full")
+
+
+def test_wall_screen_shows_presence_and_readings_without_scrolling(
+    console: Console, stack: Stack
+) -> None:
+    console.resize(WALL_SCREEN)
+    page = console.page
+    StandInRelay(page, presence_snapshot())
+    log_in(page, stack, OPERATOR)
+    expect(factory_row(page, "mill-3")).to_have_attribute("data-stale", "true")
+    send_command(page, "stop", target="mill-3")
+    expect(page.locator("#factories-scroll-hint")).to_be_hidden()  # presence and readings fit
+    for selector in ('tr[data-factory="mill-3"] .stale-tag', "#commands li", "#event-log li"):
+        expect(page.locator(selector).first).to_be_in_viewport()
+    assert page_width(page) <= WALL_SCREEN[0]
+    console.screenshot("wall-1920x1080-presence", full_page=False)

@@ -1,5 +1,5 @@
 """Readable data: labels with units, each factory's own readings, short ids, form fields
-per action."""
+per action, states in words with enough contrast."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.console.conftest import FACTORY, OPERATOR, PASSWORD, Console, Stack
 from tests.console.pages import answer, cell, expect, factory_row, log_in, send_command
+from tests.console.stand_in import StandInRelay, entry, now_ms
 
 pytestmark = pytest.mark.redis
 
@@ -104,3 +105,69 @@ def test_the_form_shows_the_fields_of_the_action(console: Console, stack: Stack)
     page.select_option("#command-action", "start")
     expect(speed).to_be_visible()
     expect(page.locator("#command-rpm")).not_to_have_attribute("required", re.compile(".*"))
+
+
+CONTRAST_LOGIC = """
+(selectors) => {
+  const channels = (color) => color.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = (c) => {
+      const s = c / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  };
+  const background = (element) => {
+    for (let node = element; node; node = node.parentElement) {
+      const color = channels(getComputedStyle(node).backgroundColor);
+      if (color.length < 4 || color[3] > 0) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  return Object.fromEntries(selectors.map((selector) => {
+    const element = document.querySelector(selector);
+    if (!element) return [selector, null];
+    const [light, dark] = [luminance(channels(getComputedStyle(element).color)),
+                           luminance(background(element))].sort((a, b) => b - a);
+    return [selector, (light + 0.05) / (dark + 0.05)];
+  }));
+}
+"""
+WCAG_AA_CONTRAST = 4.5
+STATE_SELECTORS = [
+    'tr[data-presence="online"] .presence-state',
+    'tr[data-presence="offline"] .presence-state',
+    'tr[data-presence="offline"] .presence-since',
+    "tr.stale .stale-tag",
+    "tr.stale .stale-note",
+    "tr.stale .reading dd",
+    "#command-warning",
+    '#commands li[data-state="expired"] .command-state',
+    '#event-log li[data-kind="presence"]',
+    '#event-log li[data-kind="expired"]',
+]
+
+
+def test_states_are_words_with_enough_contrast(console: Console, stack: Stack) -> None:
+    page = console.page
+    start = now_ms()
+    relay = StandInRelay(
+        page,
+        [
+            entry(FACTORY, online=True, since=start - 60_000, status={"state": "idle"}),
+            entry("mill-5", online=False, since=start - 60_000, status={"state": "idle"}),
+            entry("drill-6", online=True, since=start - 60_000, status={"state": "idle"}),
+        ],
+    )
+    log_in(page, stack, OPERATOR)
+    relay.presence("drill-6", online=False, since=now_ms())
+    page.select_option("#command-target", "mill-5")
+    page.fill("#command-ttl", "1")
+    command_id = send_command(page, "stop", target="mill-5")
+    expect(page.locator(f'#commands li[data-command-id="{command_id}"]')).to_have_attribute(
+        "data-state", "expired"
+    )
+    page.select_option("#command-target", "mill-5")
+    ratios = page.evaluate(CONTRAST_LOGIC, STATE_SELECTORS)
+    low = {selector: ratio for selector, ratio in ratios.items() if (ratio or 0) < WCAG_AA_CONTRAST}
+    assert low == {}, ratios

@@ -3,23 +3,33 @@ in-process one. Each step is what one replica asks; two replica ids stand for tw
 
 Announcements are what the store publishes atomically with a change: on Redis they are
 read back from the factory's observer channel, in process from the publish callback.
+On Redis Cluster (a 3-master cluster started for this module) the store publishes with
+SPUBLISH on the factory's observer shard channel, heard on the master of its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 
+from relay_service.broker.links import SPUBLISH
+from relay_service.channels import Channels
 from relay_service.presence import MemoryStore, PresenceStore, RedisStore
 from relay_service.presence.keys import PresenceKeys
+from shared.redis_connect import RedisClient
+from tests.redis_topologies import RedisClusterNodes, redis_cluster
 
 NOW = 1_700_000_000_000
 GRACE = 5_000
 RETENTION_SECONDS = 3600
+TTL_SECONDS = 30
 ANNOUNCED_WITHIN = 2.0
 
 
@@ -27,7 +37,7 @@ ANNOUNCED_WITHIN = 2.0
 class Harness:
     store: PresenceStore
     heard: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
-    redis: Redis | None = None
+    redis: RedisClient | None = None
     keys: PresenceKeys | None = None
 
     async def announced(self, count: int) -> list[bytes]:
@@ -43,10 +53,20 @@ def channel_of(prefix: str) -> Callable[[str], str]:
     return lambda username: f"{prefix}:relay:obs:{username.lower()}"
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    yield from redis_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture(params=["redis", "memory", "cluster"])
 async def harness(
     request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Harness]:
+    if request.param == "cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("cluster")
+        async for on_cluster in cluster_harness(nodes, redis_prefix):
+            yield on_cluster
+        return
     channel = channel_of(redis_prefix)
     if request.param == "memory":
         heard: asyncio.Queue[bytes] = asyncio.Queue()
@@ -59,7 +79,12 @@ async def harness(
     client = Redis.from_url(redis_url)
     keys = PresenceKeys(redis_prefix)
     store = RedisStore(
-        client, keys, channel_of=channel, timeout_seconds=2, retention_seconds=RETENTION_SECONDS
+        client,
+        keys,
+        channel_of=channel,
+        timeout_seconds=2,
+        retention_seconds=RETENTION_SECONDS,
+        ttl_seconds=TTL_SECONDS,
     )
     harness = Harness(store, redis=client, keys=keys)
     pubsub = client.pubsub()
@@ -78,6 +103,60 @@ async def harness(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.delete(*[key async for key in client.scan_iter(f"{redis_prefix}:*")] or ["-"])
         await client.aclose()
+
+
+async def cluster_harness(nodes: RedisClusterNodes, prefix: str) -> AsyncIterator[Harness]:
+    """The store as the relay builds it on a cluster; its prefix is dropped with the cluster."""
+    client = RedisCluster(
+        startup_nodes=[ClusterNode("127.0.0.1", node.port) for node in nodes.nodes]
+    )
+    channels = Channels(prefix)
+    keys = PresenceKeys(prefix)
+    store = RedisStore(
+        client,
+        keys,
+        channel_of=channels.observer_shard,
+        timeout_seconds=2,
+        retention_seconds=RETENTION_SECONDS,
+        ttl_seconds=TTL_SECONDS,
+        publish_command=SPUBLISH,
+    )
+    harness = Harness(store, redis=client, keys=keys)
+    listeners = [
+        await _shard_listener(harness, port, names) for port, names in _by_master(nodes, channels)
+    ]
+    try:
+        yield harness
+    finally:
+        for pubsub, task in listeners:
+            task.cancel()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.connection_pool.disconnect()
+        await client.aclose()
+
+
+def _by_master(nodes: RedisClusterNodes, channels: Channels) -> list[tuple[int, list[str]]]:
+    """Each master's port and the audience channels whose slot it serves."""
+    owners = nodes.slot_owners()
+    served: dict[int, list[str]] = {}
+    for channel in channels.audiences:
+        served.setdefault(owners[key_slot(channel.encode())].port, []).append(channel)
+    return sorted(served.items())
+
+
+async def _shard_listener(
+    harness: Harness, port: int, names: list[str]
+) -> tuple[PubSub, asyncio.Task[None]]:
+    pubsub = Redis(host="127.0.0.1", port=port).pubsub()
+    for name in names:  # one at a time: SSUBSCRIBE takes channels of one slot
+        await pubsub.ssubscribe(name)
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "smessage":
+                harness.heard.put_nowait(message["data"])
+
+    return pubsub, asyncio.create_task(listen())
 
 
 async def test_the_first_session_anywhere_announces_online_once(harness: Harness) -> None:
@@ -192,3 +271,27 @@ async def test_an_offline_factory_expires_after_the_retention(harness: Harness) 
     await store.leave("a", "press-7", NOW + GRACE)
     await store.settle("press-7", NOW + GRACE, b"offline")
     assert 0 < await harness.redis.ttl(key) <= RETENTION_SECONDS
+
+
+async def test_every_step_loads_its_script_again_when_redis_forgot_it(harness: Harness) -> None:
+    """A restarted Redis, or on a cluster a promoted replica, has none of the scripts."""
+    if harness.redis is None:
+        pytest.skip("scripts are Redis's")
+    store = harness.store
+    await store.join("a", "press-7", 1, NOW, b"online")
+    forget = harness.redis.script_flush  # on a cluster: every master
+
+    await forget()
+    await store.save_statuses([("press-7", b'{"id":"st-1"}', NOW + 1)])
+    await forget()
+    assert await store.leave("a", "press-7", NOW + GRACE) == NOW + GRACE
+    await forget()
+    assert await store.settle("press-7", NOW + GRACE, b"offline")
+    await forget()
+    assert await store.join("a", "press-7", 1, NOW + 2 * GRACE, b"online again")
+    await forget()
+    await store.forget_replica("a", 0)
+
+    assert await harness.announced(3) == [b"online", b"offline", b"online again"]
+    [stored] = await store.load(0)
+    assert (stored.online, stored.since, stored.status) == (True, NOW + 2 * GRACE, b'{"id":"st-1"}')
