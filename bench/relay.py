@@ -127,7 +127,8 @@ async def _fanout(
         task.cancel()
     await close_all([*factories, operator])
     pace = "as fast as taken" if rate is None else f"{rate * FANOUT_FACTORIES:,.0f}/s"
-    return {} if rate else {"fanout": cpu / delivered * 1e6}, (
+    per_delivery = cpu / max(1, delivered) * 1e6
+    return {} if rate else {"fanout": per_delivery}, (
         f"fan-out ({pace}): 1 operator -> {FANOUT_FACTORIES} factories, {elapsed:.1f} s: "
         f"{delivered / elapsed:,.0f} delivered/s, p50 {percentile(latencies, 0.5) * 1e3:.2f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, "
