@@ -90,10 +90,10 @@ async def _fanout(
 
     async def factory_reader(ws: ClientConnection) -> None:
         async for raw in ws:
-            received = orjson.loads(raw)
-            if received["op"] != COMMAND_OP:  # the relay's own events
+            message = orjson.loads(raw)
+            if message["op"] != COMMAND_OP:  # the relay's own events
                 continue
-            payload = received["d"]["payload"]
+            payload = message["d"]["payload"]
             latencies.append(time.perf_counter() - payload["t0"])
             count = received.get(payload["n"], 0) + 1
             received[payload["n"]] = count
