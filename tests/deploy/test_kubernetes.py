@@ -56,7 +56,6 @@ GUIDE = ROOT / "docs" / "operations.md"
 KIB = 1024
 MIB = 1024 * KIB
 SESSION_BYTES = 11.8 * KIB
-"""Resident memory per idle identified session, as measured in the operations guide."""
 """Resident memory per idle identified session, measured (docs/operations.md)."""
 SESSIONS_PER_REPLICA = 30_000
 """What the relay's memory is sized for (docs/operations.md, "Capacity")."""
