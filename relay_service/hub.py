@@ -32,8 +32,6 @@ class Listener(Protocol):
 
     def dispatch(self, dispatch: Dispatch) -> None: ...
 
-    def dispatch_kept(self, dispatch: Dispatch) -> None: ...
-
     def floor(self, stream: bytes) -> tuple[str, int] | None:
         """The last message of `stream` this factory session has, while no live message
         passed it (a resume's, or READY's cursor)."""
@@ -151,7 +149,7 @@ class Hub:
             return  # handed over already: read back while filling a gap, then heard live
         self._heard[stream] = (dispatch.epoch, dispatch.offset)
         for session in listeners:
-            session.dispatch_kept(dispatch)
+            session.dispatch(dispatch)
         metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
 
     def heard(self, stream: bytes, factory: str = "") -> tuple[str, int] | None:

@@ -163,25 +163,13 @@ class Session:
             await self._finish()
 
     def dispatch(self, dispatch: Dispatch) -> None:
-        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`.
+        """Queue a dispatch (ops 4-6), numbering it with this session's next `s`; a stream's
+        message the session already has (under its floor) is skipped.
 
         The fan-out's hot path: one call per delivery, so the state is compared here
         directly rather than through `closing` and `_send`."""
         if self.state is not State.IDENTIFIED:
             if self._held is not None:  # identifying: numbered and queued after READY
-                self._held.append(dispatch)
-            return
-        self._sequence += 1
-        frame = NUMBERED % (PREFIXES[dispatch.op], self._sequence, dispatch.body)
-        if not self._outbox.put(frame):
-            self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
-
-    def dispatch_kept(self, dispatch: Dispatch) -> None:
-        """A message of one of this factory's streams: `dispatch`, but skipped when the
-        session has it already. The fan-out's hot path too, so `dispatch`'s few lines are
-        repeated here rather than called (a call per delivery costs ~5 %)."""
-        if self.state is not State.IDENTIFIED:
-            if self._held is not None:
                 self._held.append(dispatch)
             return
         if self._floors is not None and self._has(dispatch):
@@ -197,7 +185,7 @@ class Session:
         floors = self._floors
         assert floors is not None
         floor = floors.get(dispatch.stream)
-        if floor is None:
+        if floor is None:  # another stream's, or kept by none
             return False
         if floor[0] == dispatch.epoch and dispatch.offset <= floor[1]:
             return True
@@ -356,10 +344,8 @@ class Session:
             floors[dispatch.stream] = (dispatch.epoch, dispatch.offset)
         self._floors = floors or None
         for dispatch in held:
-            if dispatch.stream == NOT_KEPT:
+            if dispatch.stream == NOT_KEPT or dispatch.expires_at > now:
                 self.dispatch(dispatch)
-            elif dispatch.expires_at > now:
-                self.dispatch_kept(dispatch)
 
     async def _refresh(self, frame: ClientFrame) -> None:
         """Op 7: a fresh token of the same user extends the session; REFRESHED answers."""
