@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ import orjson
 
 from shared.keys import VerificationKey, ed25519_from_jwk
 from shared.logging import get_logger
+from shared.tasks import cancel_all
 
 log = get_logger(__name__)
 
@@ -91,11 +91,7 @@ class JwksKeys:
         self._task = asyncio.create_task(self._keep_fresh(), name="jwks-refresh")
 
     async def aclose(self) -> None:
-        for task in (self._task, self._fetching):
-            if task is not None:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+        await cancel_all((self._task, self._fetching))
         if self._client is not None:
             await self._client.aclose()
 

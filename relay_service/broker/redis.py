@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -41,6 +40,7 @@ from relay_service.frames import StreamMessage
 from relay_service.streams import Kept
 from shared.logging import get_logger
 from shared.redis_connect import REDIS_ERRORS, RedisClient
+from shared.tasks import cancel_all
 
 log = get_logger(__name__)
 
@@ -112,11 +112,7 @@ class RedisBroker(Broker):
         ]
 
     async def disconnect(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
 
     @property

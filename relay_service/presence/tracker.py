@@ -42,6 +42,7 @@ from relay_service.presence.store import PresenceStore
 from shared.clock import now_ms
 from shared.identity import username_key
 from shared.logging import get_logger
+from shared.tasks import cancel_all
 
 log = get_logger(__name__)
 
@@ -133,11 +134,7 @@ class Presence:
     async def stop(self) -> None:
         """Write what is left (the drain closed every session), bounded; then, if all of
         it was written, leave the replicas so nobody waits for this one's TTL."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         try:
             async with asyncio.timeout(2 * self._timeout):
