@@ -176,27 +176,28 @@ class Publisher:
         self._deliver_locally(channel, message)
         metrics.BROKER_LOCAL_ONLY.inc()
         self._log_drop(LOCAL_ONLY)
-        if on_dropped is not None:
-            try:
-                on_dropped(LOCAL_ONLY)
-            except Exception:
-                log.exception("broker_drop_callback_failed", reason=LOCAL_ONLY)
+        _tell(on_dropped, LOCAL_ONLY)
 
     def _drop(self, reason: str, on_dropped: DropCallback | None, *, logged: bool = False) -> None:
         metrics.DROPPED[reason].inc()
         if not logged:
             self._log_drop(reason)
-        if on_dropped is not None:
-            try:
-                on_dropped(reason)
-            except Exception:
-                log.exception("broker_drop_callback_failed", reason=reason)
+        _tell(on_dropped, reason)
 
     def _log_drop(self, reason: str) -> None:
         now = time.monotonic()
         if now - self._drop_logged_at.get(reason, -DROP_LOG_SECONDS) >= DROP_LOG_SECONDS:
             self._drop_logged_at[reason] = now
             log.warning("broker_messages_dropped", reason=reason)
+
+
+def _tell(on_dropped: DropCallback | None, reason: str) -> None:
+    """Tell the publisher of the message why it was not published; never raises."""
+    if on_dropped is not None:
+        try:
+            on_dropped(reason)
+        except Exception:
+            log.exception("broker_drop_callback_failed", reason=reason)
 
 
 def describe(error: BaseException) -> str:
