@@ -172,21 +172,18 @@ class Session:
             if self._held is not None:  # identifying: numbered and queued after READY
                 self._held.append(dispatch)
             return
-        if self._floors is not None and self._has(dispatch):
+        floors = self._floors  # a factory's until live messages passed both streams' floors
+        if floors is not None and dispatch.stream in floors and self._has(dispatch, floors):
             return
         self._sequence += 1
         frame = NUMBERED % (PREFIXES[dispatch.op], self._sequence, dispatch.body)
         if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
-    def _has(self, dispatch: Dispatch) -> bool:
+    def _has(self, dispatch: Dispatch, floors: dict[bytes, tuple[str, int]]) -> bool:
         """Whether `dispatch` is at or under its stream's floor. Each stream's messages
         come in offset order: once one passes the floor, no later one can be under it."""
-        floors = self._floors
-        assert floors is not None
-        floor = floors.get(dispatch.stream)
-        if floor is None:  # another stream's, or kept by none
-            return False
+        floor = floors[dispatch.stream]
         if floor[0] == dispatch.epoch and dispatch.offset <= floor[1]:
             return True
         del floors[dispatch.stream]
