@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from websockets.asyncio.client import ClientConnection
 
 from bench.cluster import (
@@ -51,6 +52,10 @@ IDENTIFY_CONCURRENCY = 4
 FANOUT_FACTORIES = 50
 FANOUT_COMMANDS = 100
 FANOUT_BURST = 10
+FLOOD_FACTORIES = 100
+FLOOD_WINDOW = 32
+FLOOD_COMMANDS = 300
+"""The fan-out flood: commands kept in flight as in `bench relay`, 30,000 deliveries."""
 COMMAND_OP = 4
 STATUS_FACTORIES = 20
 STATUS_OPERATORS = 5
@@ -236,6 +241,47 @@ async def _fanout(meter: Meter, window: int) -> float:
     return figure
 
 
+async def _flood(meter: Meter) -> float:
+    """Commands as fast as 100 factories take them, `FLOOD_WINDOW` in flight: the batching
+    of a busy relay, which paced scenarios never see."""
+    replicas = meter.replicas
+    factories = [
+        await identified(
+            replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
+        )
+        for i in range(FLOOD_FACTORIES)
+    ]
+    operator = await identified(
+        replicas[0].url, "operator-1", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
+    )
+    window = asyncio.Semaphore(FLOOD_WINDOW)
+    received: dict[int, int] = {}
+
+    async def read(ws: ClientConnection) -> None:
+        async for raw in ws:
+            message = orjson.loads(raw)
+            if message["op"] == COMMAND_OP:
+                n = message["d"]["payload"]["n"]
+                received[n] = received.get(n, 0) + 1
+                if received[n] == FLOOD_FACTORIES:
+                    window.release()
+
+    readers = [asyncio.create_task(read(ws)) for ws in factories]
+    await asyncio.sleep(1.0)
+    meter.start()
+    async with asyncio.timeout(READY_TIMEOUT_SECONDS):  # a lost command would hold its place
+        for n in range(FLOOD_COMMANDS):
+            await window.acquire()
+            await operator.send(frame(COMMAND_OP, {"payload": {"n": n, "speed": 1200}}), text=True)
+        for _ in range(FLOOD_WINDOW):
+            await window.acquire()
+    figure = meter.stop("flood") / (FLOOD_COMMANDS * FLOOD_FACTORIES)
+    for reader in readers:
+        reader.cancel()
+    await close_all([*factories, operator])
+    return figure
+
+
 async def _status(meter: Meter) -> float:
     replicas = meter.replicas
     operators = [
@@ -273,6 +319,7 @@ async def _all(replicas: list[Counted]) -> list[str]:
     await asyncio.sleep(1.0)
     fanout = await _fanout(meter, 1)
     burst = await _fanout(meter, FANOUT_BURST)
+    flood = await _flood(meter)
     status = await _status(meter)
     return [
         f"idle: {meter.idle_per_second:,.0f} instructions/s for both replicas (taken off below)",
@@ -280,7 +327,8 @@ async def _all(replicas: list[Counted]) -> list[str]:
         f"instructions per heartbeat round trip: {heartbeat:,.0f}",
         f"instructions per fan-out delivery (1 operator -> {FANOUT_FACTORIES} factories, "
         f"2 replicas, one command at a time): {fanout:,.0f}; "
-        f"in bursts of {FANOUT_BURST} commands: {burst:,.0f}",
+        f"in bursts of {FANOUT_BURST} commands: {burst:,.0f}; "
+        f"flooded ({FLOOD_FACTORIES} factories, {FLOOD_WINDOW} commands in flight): {flood:,.0f}",
         f"instructions per status delivery ({STATUS_FACTORIES} factories -> "
         f"{STATUS_OPERATORS} operators, 2 replicas, one at a time): {status:,.0f}",
     ]
