@@ -218,17 +218,25 @@ async def _heartbeats(meter: Meter, clients: list[ClientConnection]) -> float:
     return meter.stop("heartbeat") / (HEARTBEAT_SESSIONS * HEARTBEATS)
 
 
-async def _fanout(meter: Meter, window: int) -> float:
+async def _factories_and_operator(
+    meter: Meter, count: int
+) -> tuple[list[ClientConnection], ClientConnection]:
+    """`count` factories spread over both replicas, and an operator on the first."""
     replicas = meter.replicas
     factories = [
         await identified(
             replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
         )
-        for i in range(FANOUT_FACTORIES)
+        for i in range(count)
     ]
     operator = await identified(
         replicas[0].url, "operator-1", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
     )
+    return factories, operator
+
+
+async def _fanout(meter: Meter, window: int) -> float:
+    factories, operator = await _factories_and_operator(meter, FANOUT_FACTORIES)
     await asyncio.sleep(1.0)
     meter.start()
     for start in range(0, FANOUT_COMMANDS, window):
@@ -244,16 +252,7 @@ async def _fanout(meter: Meter, window: int) -> float:
 async def _flood(meter: Meter) -> float:
     """Commands as fast as 100 factories take them, `FLOOD_WINDOW` in flight: the batching
     of a busy relay, which paced scenarios never see."""
-    replicas = meter.replicas
-    factories = [
-        await identified(
-            replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
-        )
-        for i in range(FLOOD_FACTORIES)
-    ]
-    operator = await identified(
-        replicas[0].url, "operator-1", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
-    )
+    factories, operator = await _factories_and_operator(meter, FLOOD_FACTORIES)
     window = asyncio.Semaphore(FLOOD_WINDOW)
     received: dict[int, int] = {}
 
