@@ -10,6 +10,7 @@ relay runs under valgrind.
 
     python -m bench instructions             # this checkout's relay
     python -m bench.instructions --relay OTHER/.venv/bin/relay-service   # another's, A/B
+    python -m bench.instructions --lean      # the lean floor (bench/lean.py), the yardstick
 
 Needs valgrind (`callgrind_control` on PATH). Slow: a relay under callgrind runs ~50x
 slower, so the scenarios are small.
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -70,6 +72,7 @@ KEEP: Path | None = None
 RELAY_HOST = "127.0.0.1"
 OPEN_TIMEOUT = 300.0
 """A relay under valgrind on a busy machine can take long to answer a handshake."""
+LEAN = str(Path(__file__).with_name("lean.py"))
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -114,8 +117,9 @@ def _control(flag: str, pid: int) -> None:
 
 @contextmanager
 def counted_relays(count: int, relay: str) -> Iterator[list[Counted]]:
+    """`relay`: a relay-service entry point (run by the python beside it), or a script."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    python = str(Path(relay).with_name("python"))
+    python = sys.executable if relay.endswith(".py") else str(Path(relay).with_name("python"))
     started: list[Counted] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
@@ -344,9 +348,10 @@ def run(relay: str = RELAY) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--relay", default=RELAY, help="a relay-service entry point")
+    parser.add_argument("--lean", action="store_true", help="count the lean floor instead")
     parser.add_argument("--keep", type=Path, help="keep each scenario's profile in this directory")
     arguments = parser.parse_args()
-    relay = arguments.relay
+    relay = LEAN if arguments.lean else arguments.relay
     global KEEP
     KEEP = arguments.keep
     print(f"relay: {relay}", flush=True)
