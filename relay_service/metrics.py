@@ -12,6 +12,14 @@ from shared.protocol import CLIENT_OPS, SERVER_OPS
 
 CONNECTIONS = Gauge("relay_connections", "Identified WebSocket sessions on this replica", ["type"])
 SOCKETS = Gauge("relay_sockets", "Open WebSocket connections, identified or not")
+IDENTIFIES_IN_FLIGHT = Gauge(
+    "relay_identifies_in_flight",
+    "Identifies being served (token, revocation lookup, join, READY): at most"
+    " MAX_CONCURRENT_IDENTIFIES",
+)
+IDENTIFIES_WAITING = Gauge(
+    "relay_identifies_waiting", "Identifies waiting for a slot (past MAX_CONCURRENT_IDENTIFIES)"
+)
 CLOSES = Counter("relay_closes_total", "Sessions closed by the server, by close code", ["code"])
 DELIVERY_LATENCY = Histogram(
     "relay_delivery_latency_seconds",

@@ -311,6 +311,10 @@ class Session:
         if self.state is not State.CONNECTED:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
         identify = parse_data(IdentifyData, frame.d)
+        async with self._host.identify_slot(self._ends_at):
+            await self._identify_in_slot(identify)
+
+    async def _identify_in_slot(self, identify: IdentifyData) -> None:
         claims = await self._host.authenticate(identify.token)
         if self.closing:
             return
