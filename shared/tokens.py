@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import HMACAlgorithm
 
 from shared.identity import UserType
 from shared.jwks import JwksKeys
@@ -36,6 +37,8 @@ from shared.keys import (
 from shared.settings import CommonSettings
 
 REQUIRED_CLAIMS = ("sub", "name", "type", "iat", "exp", "iss", "aud", "jti")
+PREPARED_KEYS_MAX = 16
+"""HS256 secrets whose checks are remembered: the configured ones (a rotation has two)."""
 
 
 class InvalidTokenError(Exception):
@@ -71,7 +74,7 @@ class TokenVerifier:
         self._jwks = jwks
         self._issuer = issuer
         self._audience = audience
-        self._jwt = jwt.PyJWT()
+        self._jwt = _decoder()
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> TokenVerifier:
@@ -143,6 +146,34 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise InvalidTokenError(str(error)) from None
         return _claims_from_payload(payload)
+
+
+class PreparedHMAC(HMACAlgorithm):
+    """HS256 that checks each secret once. PyJWT's `prepare_key` checks on every decode
+    that the secret is not an asymmetric key, a certificate or a JWK (parse attempts that
+    mostly fail by exception: a sizeable share of an Identify's verification); the
+    secrets here are the relay's own configured ones, so their verdict is remembered."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)  # raises for a key it refuses
+            if len(self._prepared) < PREPARED_KEYS_MAX:
+                self._prepared[key] = prepared
+        return prepared
+
+
+def _decoder() -> jwt.PyJWT:
+    """PyJWT with `PreparedHMAC` for HS256. PyJWT takes no algorithms of its own: they are
+    its signature layer's (`_jws`), which `tests/auth/test_tokens.py` checks is still so."""
+    decoder = jwt.PyJWT()
+    decoder._jws.unregister_algorithm("HS256")
+    decoder._jws.register_algorithm("HS256", PreparedHMAC())
+    return decoder
 
 
 def token_kid(token: str) -> str:
