@@ -145,7 +145,7 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it closes, whoever closes it."""
         structlog.contextvars.bind_contextvars(session=self.session_id)
-        metrics.SOCKETS.inc()
+        metrics.SESSION_COUNTS.sockets += 1
         self._ws.guard = self
         try:
             self._send(frames.hello(self._settings.heartbeat_interval_ms, self.session_id))
@@ -435,7 +435,7 @@ class Session:
                 await self._closer
         if self._claims is not None:
             await self._host.leave(self, self._claims)
-        metrics.SOCKETS.dec()
+        metrics.SESSION_COUNTS.sockets -= 1
         # The closes the server started: the session's own (even when the close frame
         # could not reach a peer that stopped reading) and websockets' (1009).
         code = self._close_code or self._ws.close_started_by_websockets()
