@@ -37,6 +37,8 @@ from shared.keys import (
 from shared.settings import CommonSettings
 
 REQUIRED_CLAIMS = ("sub", "name", "type", "iat", "exp", "iss", "aud", "jti")
+KNOWN_HEADERS_MAX = 64
+"""Token headers whose `kid` is remembered: one per key and header spelling in use."""
 PREPARED_KEYS_MAX = 16
 """HS256 secrets whose checks are remembered: the configured ones (a rotation has two)."""
 
@@ -75,6 +77,8 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._jwt = _decoder()
+        self._kids: dict[str, str] = {}
+        """Header segment → its `kid` (see `_kid`)."""
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> TokenVerifier:
@@ -107,7 +111,7 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> TokenClaims:
         """Verify; a `kid` not known yet makes the JWKS source fetch again (rate-limited)."""
-        kid = token_kid(token)
+        kid = self._kid(token)
         key = self._key(kid)
         if key is None and self._jwks is not None:
             key = await self._jwks.get_or_refetch(kid)
@@ -117,7 +121,7 @@ class TokenVerifier:
 
     def verify_cached(self, token: str) -> TokenClaims:
         """Verify with the keys held now, never fetching: the synchronous fast path."""
-        key = self._key(token_kid(token))
+        key = self._key(self._kid(token))
         if key is None:
             raise InvalidTokenError("unknown signing key")
         return self._decode(token, key)
@@ -126,6 +130,18 @@ class TokenVerifier:
         """The public keys as an RFC 7517 JWK set (secrets are never in it)."""
         keys = [jwk for key in self._keys.values() if (jwk := key.jwk()) is not None]
         return {"keys": keys}
+
+    def _kid(self, token: str) -> str:
+        """`token_kid`, remembered per header segment: every token signed with one key has
+        the same header, so it is decoded once. Only headers naming a key held are
+        remembered, at most `KNOWN_HEADERS_MAX`: made-up headers cannot fill the memory."""
+        header, dot, _ = token.partition(".")
+        kid = self._kids.get(header) if dot else None
+        if kid is None:
+            kid = token_kid(token)
+            if len(self._kids) < KNOWN_HEADERS_MAX and self._key(kid) is not None:
+                self._kids[header] = kid
+        return kid
 
     def _key(self, kid: str) -> VerificationKey | None:
         key = self._keys.get(kid)

@@ -1,5 +1,6 @@
-"""HS256 verification checks each configured secret once, not on every token
-(`shared.tokens.PreparedHMAC`), and refuses exactly what it refused before."""
+"""The verifier's per-token work done once: HS256 checks each configured secret once
+(`shared.tokens.PreparedHMAC`) and a key's token header is decoded once; it refuses
+exactly what it refused before."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from shared import tokens as tokens_module
 from shared.identity import UserType
 from shared.keys import VerificationKey, public_pem
 from shared.tokens import InvalidTokenError, PreparedHMAC, TokenIssuer, TokenVerifier
@@ -64,3 +66,36 @@ def test_an_asymmetric_key_is_refused_as_a_secret_every_time() -> None:
     for _ in range(2):
         with pytest.raises(InvalidKeyError):
             algorithm.prepare_key(pem)
+
+
+def counted_kid_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    read = tokens_module.token_kid
+
+    def counted(token: str) -> str:
+        reads.append(token)
+        return read(token)
+
+    monkeypatch.setattr(tokens_module, "token_kid", counted)
+    return reads
+
+
+def test_the_header_of_a_key_held_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    minted = [issue(SECRET) for _ in range(3)]
+    reads = counted_kid_reads(monkeypatch)
+    tokens = verifier(SECRET)
+    for token in minted:
+        tokens.verify_cached(token)
+    assert len(reads) == 1
+
+
+def test_a_header_naming_no_key_held_is_decoded_every_time_and_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    minted = [issue(OTHER_SECRET) for _ in range(3)]
+    reads = counted_kid_reads(monkeypatch)
+    tokens = verifier(SECRET)
+    for token in minted:
+        with pytest.raises(InvalidTokenError, match="unknown signing key"):
+            tokens.verify_cached(token)
+    assert len(reads) == 3
