@@ -20,8 +20,15 @@ from shared.protocol import CloseCode, ProtocolError
 
 
 class IdentifySlots:
+    """The bound, and how many Identifies hold a slot or wait for one (plain integers,
+    read by the gauges at each scrape: no gauge update on every Identify)."""
+
     def __init__(self, limit: int) -> None:
         self._free = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.waiting = 0
+        metrics.IDENTIFIES_IN_FLIGHT.set_function(lambda: self.in_flight)
+        metrics.IDENTIFIES_WAITING.set_function(lambda: self.waiting)
 
     @asynccontextmanager
     async def slot(self, deadline: float) -> AsyncIterator[None]:
@@ -30,19 +37,19 @@ class IdentifySlots:
             await self._wait(deadline)
         else:
             await self._free.acquire()  # free: taken at once
-        metrics.IDENTIFIES_IN_FLIGHT.inc()
+        self.in_flight += 1
         try:
             yield
         finally:
-            metrics.IDENTIFIES_IN_FLIGHT.dec()
+            self.in_flight -= 1
             self._free.release()
 
     async def _wait(self, deadline: float) -> None:
-        metrics.IDENTIFIES_WAITING.inc()
+        self.waiting += 1
         try:
             async with asyncio.timeout_at(deadline):
                 await self._free.acquire()
         except TimeoutError:
             raise ProtocolError(CloseCode.UNKNOWN_ERROR, "relay busy, retry") from None
         finally:
-            metrics.IDENTIFIES_WAITING.dec()
+            self.waiting -= 1

@@ -143,7 +143,7 @@ class Relay:
         if self.hub.sessions_of(claims.user_id) >= self.settings.max_sessions_per_user:
             raise ProtocolError(CloseCode.TOO_MANY_SESSIONS, "too many sessions for this user")
         self.hub.add(session, claims)
-        metrics.CONNECTIONS.labels(type=claims.user_type.value).inc()
+        metrics.SESSION_COUNTS.identified[claims.user_type] += 1
         if claims.user_type is UserType.FACTORY:
             await self.presence.factory_joined(claims.username)
 
@@ -155,7 +155,7 @@ class Relay:
 
     async def leave(self, session: Session, claims: TokenClaims) -> None:
         if self.hub.remove(session, claims):
-            metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
+            metrics.SESSION_COUNTS.identified[claims.user_type] -= 1
             if claims.user_type is UserType.FACTORY:
                 self.presence.factory_left(claims.username)
 
