@@ -54,9 +54,10 @@ Notify = Callable[[str, bool, int], None]
 WRITE_CONCURRENCY = 64
 """Factories written at once (a reconnect storm after a drain is many first sessions)."""
 STATUS_SAVE_SECONDS = 0.5
-"""Statuses are stored this often, the latest of each factory: a factory sending many a
-second costs Redis two writes a second. (Observers hear every status live; the stored
-one only seeds replicas that start, or re-seed, later.)"""
+"""Statuses queued by `status_sent` (in process) and by a rewrite or a reconnect are stored
+this often, the latest of each factory. (With Redis the broker keeps each status with its
+publish; observers hear every status live, and the stored one only seeds replicas that
+start, or re-seed, later.)"""
 STATUS_SAVE_BATCH = 500
 SWEEP_BATCH = 1000
 """Due factories settled per sweep, at most (the rest on the next sweep)."""
@@ -174,7 +175,8 @@ class Presence:
         self._mark(key, username)
 
     def status_sent(self, username: str, status: bytes, ts_ms: int) -> None:
-        """A status this replica published: kept as the factory's latest (coalesced)."""
+        """A status this replica published, for a store that the broker does not keep
+        statuses in (in process): kept as the factory's latest (coalesced)."""
         self._statuses[username_key(username)] = (username, status, ts_ms)
 
     def heard_presence(self, username: str, online: bool, since: int) -> None:
@@ -184,8 +186,11 @@ class Presence:
         self.mirror.status(username, status, ts_ms)
 
     def reseed(self) -> None:
-        """The broker reconnected: what was announced meanwhile was not heard."""
+        """The broker reconnected: what was announced meanwhile was not heard, and the
+        statuses sent meanwhile reached this replica's observers only, unkept: the latest
+        of each factory with a session here is kept now."""
         self._needs_seed = True
+        self._keep_local_statuses()
 
     def snapshot(self) -> list[dict[str, Any]]:
         listed, left_out = self.mirror.snapshot(
@@ -245,9 +250,9 @@ class Presence:
             await self._try(self._save_statuses, "presence_status_write_failed")
 
     async def _save_statuses(self) -> None:
-        """Store the statuses sent through this replica since the last save, the latest of
-        each factory only, `STATUS_SAVE_BATCH` per round trip; what fails is kept (unless
-        a newer one came meanwhile) for the next save."""
+        """Store the statuses queued since the last save, the latest of each factory only,
+        `STATUS_SAVE_BATCH` per round trip; what fails is kept (unless a newer one came
+        meanwhile) for the next save."""
         while self._statuses:
             batch = list(islice(self._statuses.items(), STATUS_SAVE_BATCH))
             for key, _ in batch:
@@ -277,12 +282,18 @@ class Presence:
         """The store lost or dropped this replica's state: write all of it again."""
         for key, (username, _) in self._sessions.items():
             self._dirty[key] = username
-            entry = self.mirror.get(username)
-            if entry is not None and entry.status is not None:
-                self._statuses.setdefault(key, (username, entry.status, entry.status_ts))
+        self._keep_local_statuses()
         if self._sessions:
             log.info("presence_rewrite", factories=len(self._sessions))
         self._wake.set()
+
+    def _keep_local_statuses(self) -> None:
+        """Queue, for the next save, the latest status the mirror has of each factory with
+        a session here (the store keeps it unless it has a later one)."""
+        for key, (username, _) in self._sessions.items():
+            entry = self.mirror.get(username)
+            if entry is not None and entry.status is not None:
+                self._statuses.setdefault(key, (username, entry.status, entry.status_ts))
 
     # -- liveness -----------------------------------------------------------------------
 
