@@ -33,7 +33,7 @@ from relay_service.revocations import RevocationCheckUnavailableError, Revocatio
 from relay_service.session import Session
 from shared.identity import UserType
 from shared.logging import get_logger
-from shared.protocol import CloseCode, Op, ProtocolError, ResumeData
+from shared.protocol import CloseCode, ProtocolError, ResumeData
 from shared.redis_connect import ClientOptions, RedisClient
 from shared.redis_connect import redis_client as connect_redis
 from shared.revocation import RedisRevocations
@@ -154,18 +154,18 @@ class Relay:
                 self.presence.factory_left(claims.username)
 
     def publish_to_observers(self, dispatch: Dispatch, on_dropped: DropCallback) -> None:
-        """A status is kept as its factory's latest by the broker (Redis: with its publish)
-        or, in process, by presence."""
+        """A status is also kept as its factory's latest: by the script that publishes it
+        (Redis) when presence says so, else by presence's next save."""
         channel = self.channels.observer_shard(dispatch.name)
         message = frames.pack(dispatch)
-        if dispatch.op != Op.STATUS:
+        status = glue.status_data(dispatch)
+        if status is None:
             self.broker.publish(channel, message, on_dropped)
-            return
-        self.broker.publish_status(channel, message, dispatch.name, on_dropped)
-        if not self.broker.keeps_statuses:
-            status = glue.status_data(dispatch)
-            if status is not None:
-                self.presence.status_sent(dispatch.name, status, dispatch.ts_ms)
+        elif self.broker.keeps_statuses and self.presence.keeps_with_publish(dispatch.name):
+            self.broker.publish_status(channel, message, dispatch.name, on_dropped)
+        else:
+            self.broker.publish(channel, message, on_dropped)
+            self.presence.status_sent(dispatch.name, status, dispatch.ts_ms)
 
     def publish_to_factories(
         self, stream: Stream, target: str | None, message: StreamMessage, on_dropped: DropCallback
