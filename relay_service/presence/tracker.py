@@ -181,13 +181,13 @@ class Presence:
     def keeps_with_publish(self, username: str) -> bool:
         """Whether the factory's status about to be published is to be kept by the script
         that publishes it: yes unless one was, less than `STATUS_SAVE_SECONDS` ago (then
-        `status_sent`). A queued older one is superseded."""
+        `status_sent`). An older one still queued is saved all the same: the store keeps the
+        later `ts`, and the older one if this publish fails."""
         key = username_key(username)
         now = time.monotonic()
         if now - self._kept_at.get(key, -STATUS_SAVE_SECONDS) < STATUS_SAVE_SECONDS:
             return False
         self._kept_at[key] = now
-        self._statuses.pop(key, None)
         return True
 
     def status_sent(self, username: str, status: bytes, ts_ms: int) -> None:
