@@ -10,6 +10,7 @@ relay runs under valgrind.
 
     python -m bench instructions             # this checkout's relay
     python -m bench.instructions --relay OTHER/.venv/bin/relay-service   # another's, A/B
+    python -m bench.instructions --lean      # the lean floor (bench/lean.py), the yardstick
 
 Needs valgrind (`callgrind_control` on PATH). Slow: a relay under callgrind runs ~50x
 slower, so the scenarios are small.
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from websockets.asyncio.client import ClientConnection
 
 from bench.cluster import (
@@ -51,6 +54,10 @@ IDENTIFY_CONCURRENCY = 4
 FANOUT_FACTORIES = 50
 FANOUT_COMMANDS = 100
 FANOUT_BURST = 10
+FLOOD_FACTORIES = 100
+FLOOD_WINDOW = 32
+FLOOD_COMMANDS = 300
+"""The fan-out flood: commands kept in flight as in `bench relay`, 30,000 deliveries."""
 COMMAND_OP = 4
 STATUS_FACTORIES = 20
 STATUS_OPERATORS = 5
@@ -69,6 +76,7 @@ KEEP: Path | None = None
 RELAY_HOST = "127.0.0.1"
 OPEN_TIMEOUT = 300.0
 """A relay under valgrind on a busy machine can take long to answer a handshake."""
+LEAN = str(Path(__file__).with_name("lean.py"))
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -113,8 +121,9 @@ def _control(flag: str, pid: int) -> None:
 
 @contextmanager
 def counted_relays(count: int, relay: str) -> Iterator[list[Counted]]:
+    """`relay`: a relay-service entry point (run by the python beside it), or a script."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    python = str(Path(relay).with_name("python"))
+    python = sys.executable if relay.endswith(".py") else str(Path(relay).with_name("python"))
     started: list[Counted] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
@@ -217,17 +226,25 @@ async def _heartbeats(meter: Meter, clients: list[ClientConnection]) -> float:
     return meter.stop("heartbeat") / (HEARTBEAT_SESSIONS * HEARTBEATS)
 
 
-async def _fanout(meter: Meter, window: int) -> float:
+async def _factories_and_operator(
+    meter: Meter, count: int
+) -> tuple[list[ClientConnection], ClientConnection]:
+    """`count` factories spread over both replicas, and an operator on the first."""
     replicas = meter.replicas
     factories = [
         await identified(
             replicas[i % 2].url, f"factory-{i}", UserType.FACTORY, open_timeout=OPEN_TIMEOUT
         )
-        for i in range(FANOUT_FACTORIES)
+        for i in range(count)
     ]
     operator = await identified(
         replicas[0].url, "operator-1", UserType.OPERATOR, open_timeout=OPEN_TIMEOUT
     )
+    return factories, operator
+
+
+async def _fanout(meter: Meter, window: int) -> float:
+    factories, operator = await _factories_and_operator(meter, FANOUT_FACTORIES)
     await asyncio.sleep(1.0)
     meter.start()
     for start in range(0, FANOUT_COMMANDS, window):
@@ -236,6 +253,38 @@ async def _fanout(meter: Meter, window: int) -> float:
         for _ in range(window):
             await asyncio.gather(*(next_dispatch(ws, COMMAND_OP) for ws in factories))
     figure = meter.stop(f"fanout-{window}") / (FANOUT_COMMANDS * FANOUT_FACTORIES)
+    await close_all([*factories, operator])
+    return figure
+
+
+async def _flood(meter: Meter) -> float:
+    """Commands as fast as 100 factories take them, `FLOOD_WINDOW` in flight: the batching
+    of a busy relay, which paced scenarios never see."""
+    factories, operator = await _factories_and_operator(meter, FLOOD_FACTORIES)
+    window = asyncio.Semaphore(FLOOD_WINDOW)
+    received: dict[int, int] = {}
+
+    async def read(ws: ClientConnection) -> None:
+        async for raw in ws:
+            message = orjson.loads(raw)
+            if message["op"] == COMMAND_OP:
+                n = message["d"]["payload"]["n"]
+                received[n] = received.get(n, 0) + 1
+                if received[n] == FLOOD_FACTORIES:
+                    window.release()
+
+    readers = [asyncio.create_task(read(ws)) for ws in factories]
+    await asyncio.sleep(1.0)
+    meter.start()
+    async with asyncio.timeout(READY_TIMEOUT_SECONDS):  # a lost command would hold its place
+        for n in range(FLOOD_COMMANDS):
+            await window.acquire()
+            await operator.send(frame(COMMAND_OP, {"payload": {"n": n, "speed": 1200}}), text=True)
+        for _ in range(FLOOD_WINDOW):
+            await window.acquire()
+    figure = meter.stop("flood") / (FLOOD_COMMANDS * FLOOD_FACTORIES)
+    for reader in readers:
+        reader.cancel()
     await close_all([*factories, operator])
     return figure
 
@@ -277,6 +326,7 @@ async def _all(replicas: list[Counted]) -> list[str]:
     await asyncio.sleep(1.0)
     fanout = await _fanout(meter, 1)
     burst = await _fanout(meter, FANOUT_BURST)
+    flood = await _flood(meter)
     status = await _status(meter)
     return [
         f"idle: {meter.idle_per_second:,.0f} instructions/s for both replicas (taken off below)",
@@ -284,7 +334,8 @@ async def _all(replicas: list[Counted]) -> list[str]:
         f"instructions per heartbeat round trip: {heartbeat:,.0f}",
         f"instructions per fan-out delivery (1 operator -> {FANOUT_FACTORIES} factories, "
         f"2 replicas, one command at a time): {fanout:,.0f}; "
-        f"in bursts of {FANOUT_BURST} commands: {burst:,.0f}",
+        f"in bursts of {FANOUT_BURST} commands: {burst:,.0f}; "
+        f"flooded ({FLOOD_FACTORIES} factories, {FLOOD_WINDOW} commands in flight): {flood:,.0f}",
         f"instructions per status delivery ({STATUS_FACTORIES} factories -> "
         f"{STATUS_OPERATORS} operators, 2 replicas, one at a time): {status:,.0f}",
     ]
@@ -301,9 +352,10 @@ def run(relay: str = RELAY) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--relay", default=RELAY, help="a relay-service entry point")
+    parser.add_argument("--lean", action="store_true", help="count the lean floor instead")
     parser.add_argument("--keep", type=Path, help="keep each scenario's profile in this directory")
     arguments = parser.parse_args()
-    relay = arguments.relay
+    relay = LEAN if arguments.lean else arguments.relay
     global KEEP
     KEEP = arguments.keep
     print(f"relay: {relay}", flush=True)

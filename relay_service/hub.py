@@ -150,7 +150,7 @@ class Hub:
         self._heard[stream] = (dispatch.epoch, dispatch.offset)
         for session in listeners:
             session.dispatch(dispatch)
-        metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
+        metrics.FRAMES_OUT[dispatch.op] += len(listeners)
 
     def heard(self, stream: bytes, factory: str = "") -> tuple[str, int] | None:
         """The last message of a stream (`own` of `factory`) handed to sessions here."""
@@ -166,12 +166,12 @@ class Hub:
             listeners = self._by_factory.get(username_key(dispatch.name)) or set()
         for session in listeners:
             session.dispatch(dispatch)
-        metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
+        metrics.FRAMES_OUT[dispatch.op] += len(listeners)
 
     def _to_observers(self, dispatch: Dispatch) -> None:
         listeners = self._observers
         for session in listeners:
             session.dispatch(dispatch)
-        metrics.FRAMES_OUT[dispatch.op].inc(len(listeners))
+        metrics.FRAMES_OUT[dispatch.op] += len(listeners)
         if self.on_observer_message is not None:
             self.on_observer_message(dispatch)

@@ -150,7 +150,7 @@ class Session:
             await self._ws.send_texts(
                 [frames.hello(self._settings.heartbeat_interval_ms, self.session_id)]
             )
-            metrics.FRAMES_OUT[Op.HELLO].inc()
+            metrics.FRAMES_OUT[Op.HELLO] += 1
             await self._receive_forever()
         except ProtocolError as error:
             self.close_soon(error.code, error.reason)
@@ -172,21 +172,18 @@ class Session:
             if self._held is not None:  # identifying: numbered and queued after READY
                 self._held.append(dispatch)
             return
-        if self._floors is not None and self._has(dispatch):
+        floors = self._floors  # a factory's until live messages passed both streams' floors
+        if floors is not None and dispatch.stream in floors and self._has(dispatch, floors):
             return
         self._sequence += 1
         frame = NUMBERED % (PREFIXES[dispatch.op], self._sequence, dispatch.body)
         if not self._outbox.put(frame):
             self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
 
-    def _has(self, dispatch: Dispatch) -> bool:
+    def _has(self, dispatch: Dispatch, floors: dict[bytes, tuple[str, int]]) -> bool:
         """Whether `dispatch` is at or under its stream's floor. Each stream's messages
         come in offset order: once one passes the floor, no later one can be under it."""
-        floors = self._floors
-        assert floors is not None
-        floor = floors.get(dispatch.stream)
-        if floor is None:  # another stream's, or kept by none
-            return False
+        floor = floors[dispatch.stream]
         if floor[0] == dispatch.epoch and dispatch.offset <= floor[1]:
             return True
         del floors[dispatch.stream]
@@ -228,7 +225,8 @@ class Session:
                     self._receiving = False
                 if self.closing:
                     return
-                await self._handle(raw)
+                if not self._answered_heartbeat(raw):
+                    await self._handle(raw)
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
@@ -273,17 +271,26 @@ class Session:
             self._watchdog.cancel()
             self._watchdog = None  # set again when the receive loop next waits
 
+    def _answered_heartbeat(self, raw: str | bytes) -> bool:
+        """The most frequent frame, in its usual spelling, answered in the receive loop
+        itself (no coroutine for `_handle`); False for any other frame, left to `_handle`."""
+        if type(raw) is not str or not is_plain_heartbeat(raw):
+            return False
+        if not self._bucket.take():
+            raise ProtocolError(CloseCode.RATE_LIMITED, "too many frames")
+        metrics.FRAMES_IN[Op.HEARTBEAT] += 1
+        if not self._outbox.send_now(frames.HEARTBEAT_ACK):  # the loop checked `closing`
+            self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
+        metrics.FRAMES_OUT[Op.HEARTBEAT_ACK] += 1
+        return True
+
     async def _handle(self, raw: str | bytes) -> None:
         if not isinstance(raw, str):
             raise ProtocolError(CloseCode.DECODE_ERROR, "binary frames are not accepted")
         if not self._bucket.take():
             raise ProtocolError(CloseCode.RATE_LIMITED, "too many frames")
-        if is_plain_heartbeat(raw):  # the most frequent frame, in its usual spelling
-            metrics.FRAMES_IN[Op.HEARTBEAT].inc()
-            self._acknowledge_heartbeat()
-            return
         frame = decode_frame(raw)
-        metrics.FRAMES_IN[frame.op].inc()
+        metrics.FRAMES_IN[frame.op] += 1
         if frame.op == Op.HEARTBEAT:
             heartbeat_sequence(frame.d)
             self._acknowledge_heartbeat()
@@ -298,7 +305,7 @@ class Session:
 
     def _acknowledge_heartbeat(self) -> None:
         self._send(frames.HEARTBEAT_ACK)
-        metrics.FRAMES_OUT[Op.HEARTBEAT_ACK].inc()
+        metrics.FRAMES_OUT[Op.HEARTBEAT_ACK] += 1
 
     async def _identify(self, frame: ClientFrame) -> None:
         if self.state is not State.CONNECTED:
@@ -335,7 +342,7 @@ class Session:
         self.state = State.IDENTIFIED
         self._ws.allow_messages_up_to(self._settings.max_message_bytes)
         self._send(frames.ready(self.session_id, self._sender_stamp, welcome.fields))
-        metrics.FRAMES_OUT[Op.EVENT].inc()
+        metrics.FRAMES_OUT[Op.EVENT] += 1
         now = now_ms()
         floors = dict(welcome.cursors)
         for dispatch in welcome.replay:
@@ -396,7 +403,7 @@ class Session:
     def _send_event(self, name: str, data: dict[str, object]) -> None:
         self._sequence += 1
         self._send(frames.server_event(name, self._sequence, data))
-        metrics.FRAMES_OUT[Op.EVENT].inc()
+        metrics.FRAMES_OUT[Op.EVENT] += 1
 
     def _send(self, frame: bytes) -> None:
         """Written on the spot when the socket takes it (a reply: nothing to batch with)."""

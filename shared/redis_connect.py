@@ -147,6 +147,12 @@ def _database(text: str) -> int:
 
 # -- clients --------------------------------------------------------------------------
 
+RESP_VERSION = 2
+"""The Redis protocol both services speak. redis-py 8 defaults to RESP3, where each pub/sub
+message goes through a push handler that formats the whole message into a debug log line
+whether or not anything logs it (~20,000 instructions per message heard by a relay); with
+RESP2 a message is an ordinary reply. Nothing here needs RESP3 (no client-side caching)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
@@ -170,6 +176,7 @@ class ClientOptions:
 
     def connection_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
+            "protocol": RESP_VERSION,
             "client_name": self.client_name,
             "socket_timeout": self.socket_timeout_seconds,
             "socket_connect_timeout": self.connect_timeout_seconds,

@@ -25,6 +25,15 @@ from relay_service.streams import Kept
 from shared.redis_connect import RedisClient
 
 META_RETENTION_SECONDS = 7 * 86_400
+# The settings are written into the scripts' text (each configuration has scripts, and
+# SHA1s, of its own), so that an append carries only what differs per message: every
+# argument costs the publisher an encoding step in redis-py.
+_SETTINGS = """
+local META_TTL_MS = {meta_ttl_ms}
+local HISTORY_SIZE = {history_size}
+local LOG_TTL_MS = {log_ttl_ms}
+local PUBLISH = '{publish_command}'
+"""
 
 # Shared by both scripts: make the epoch on first use from Redis's clock (a stream's next
 # epoch is always another), dropping a log that outlived its meta (its offsets belong to a
@@ -36,21 +45,16 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'head', 0, 'lost_upto', 0, 'lost_until', 0)
   redis.call('DEL', KEYS[1])
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], META_TTL_MS)
 """
 
-APPEND = (
-    """-- KEYS: log, meta. ARGV: meta ttl ms, history size, log ttl ms, publish command,
--- channel, head, name, body head.
-"""
-    + _OPEN
-    + """
+_APPEND = """-- KEYS: log, meta. ARGV: channel, head, then the name and the body up to the epoch.
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 local offset = redis.call('HINCRBY', KEYS[2], 'head', 1)
-local message = ARGV[6] .. epoch .. string.format('%012d', offset) .. ARGV[7] .. ARGV[8]
+local message = ARGV[2] .. epoch .. string.format('%012d', offset) .. ARGV[3]
   .. epoch .. '","offset":' .. offset .. '}}}'
 redis.call('ZADD', KEYS[1], offset, message)
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+local excess = redis.call('ZCARD', KEYS[1]) - HISTORY_SIZE
 if excess > 0 then
   local lost_until = tonumber(redis.call('HGET', KEYS[2], 'lost_until'))
   local trimmed = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
@@ -61,25 +65,30 @@ if excess > 0 then
     'lost_until', string.format('%d', lost_until))
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call(ARGV[4], ARGV[5], message)
+redis.call('PEXPIRE', KEYS[1], LOG_TTL_MS)
+redis.call(PUBLISH, ARGV[1], message)
 return offset
 """
-)
 
-READ = (
-    """-- KEYS: log, meta. ARGV: meta ttl ms, after (-1: position only), limit.
-"""
-    + _OPEN
-    + """
+_READ = """-- KEYS: log, meta. ARGV: after (-1: position only).
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'head', 'lost_upto', 'lost_until')
 local kept = {}
-if tonumber(ARGV[2]) >= 0 then
-  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])
+if tonumber(ARGV[1]) >= 0 then
+  kept = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, HISTORY_SIZE)
 end
 return {meta[1], meta[2], meta[3], meta[4], kept}
 """
-)
+
+
+def scripts(*, history_size: int, log_ttl_ms: int, publish_command: str) -> tuple[str, str]:
+    """The append and read scripts for these settings."""
+    settings = _SETTINGS.format(
+        meta_ttl_ms=META_RETENTION_SECONDS * 1000,
+        history_size=history_size,
+        log_ttl_ms=log_ttl_ms,
+        publish_command=publish_command,
+    )
+    return settings + _OPEN + _APPEND, settings + _OPEN + _READ
 
 
 class RedisStreams:
@@ -90,18 +99,15 @@ class RedisStreams:
         self, client: RedisClient, *, history_size: int, log_ttl_ms: int, publish_command: str
     ) -> None:
         self._client = client
-        # Encoded once: the publisher passes them with every append.
-        self._history_size = b"%d" % history_size
-        self._log_ttl_ms = b"%d" % log_ttl_ms
-        self._meta_ttl_ms = b"%d" % (META_RETENTION_SECONDS * 1000)
-        self._publish_command = publish_command.encode()
-        self._append_sha = _sha1(APPEND)
-        self._read_sha = _sha1(READ)
+        self._scripts = scripts(
+            history_size=history_size, log_ttl_ms=log_ttl_ms, publish_command=publish_command
+        )
+        self._append_sha, self._read_sha = map(_sha1, self._scripts)
 
     async def load(self) -> None:
         """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer); on a
         cluster, every master."""
-        for script in (APPEND, READ):
+        for script in self._scripts:
             await self._client.script_load(script)
 
     def append_command(
@@ -116,14 +122,9 @@ class RedisStreams:
             2,
             keys.log,
             keys.meta,
-            self._meta_ttl_ms,
-            self._history_size,
-            self._log_ttl_ms,
-            self._publish_command,
             keys.channel,
             head,
-            name,
-            body_head,
+            name + body_head,
         )
 
     async def read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
@@ -139,16 +140,7 @@ class RedisStreams:
     async def _read(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[list[object]]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, after in reads:
-                pipe.execute_command(
-                    "EVALSHA",
-                    self._read_sha,
-                    2,
-                    keys.log,
-                    keys.meta,
-                    self._meta_ttl_ms,
-                    after,
-                    self._history_size,
-                )
+                pipe.execute_command("EVALSHA", self._read_sha, 2, keys.log, keys.meta, after)
             replies: list[list[object]] = await pipe.execute()
         return replies
 

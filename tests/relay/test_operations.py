@@ -76,6 +76,20 @@ async def test_metrics_exposes_connections_frames_closes_and_latency(
     assert not labels & {"user", "user_id", "username", "session", "session_id"}, labels
 
 
+async def test_frames_are_counted_by_op_and_direction(relays: Relays, connect: Connector) -> None:
+    viewer = await connect(relays.a, UserType.VIEWER)
+    heartbeats_in = 'relay_frames_total{direction="in",op="1"}'
+    acks_out = 'relay_frames_total{direction="out",op="2"}'
+    before = (await metric_value(relays.a, heartbeats_in), await metric_value(relays.a, acks_out))
+
+    for sequence in range(3):
+        await viewer.send({"op": 1, "d": sequence})
+        assert (await viewer.recv())["op"] == 2
+
+    after = (await metric_value(relays.a, heartbeats_in), await metric_value(relays.a, acks_out))
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 3)
+
+
 async def test_a_server_close_is_counted_by_code(relays: Relays, connect: Connector) -> None:
     before = await metric_value(relays.a, 'relay_closes_total{code="4001"}')
     client = await connect.raw(relays.a)
