@@ -48,6 +48,8 @@ class Admission:
         self._trusted = tuple(trusted_proxies)
         self._open: dict[str, int] = {}
         self._connections: set[RelayConnection] = set()
+        self.released = 0
+        """Connections closed since start (a running total)."""
 
     def __len__(self) -> int:
         """Open WebSocket connections, identified or not."""
@@ -95,6 +97,7 @@ class Admission:
 
     def release(self, connection: RelayConnection) -> None:
         self._connections.discard(connection)
+        self.released += 1
         address = connection.client_address
         remaining = self._open[address] - 1
         if remaining:

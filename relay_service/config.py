@@ -16,6 +16,8 @@ class RelaySettings(CommonSettings):
     port: int = Field(default=8001, ge=1, le=65535)
     heartbeat_interval_ms: int = Field(default=30_000, ge=100, le=600_000)
     identify_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
+    max_concurrent_identifies: int = Field(default=32, ge=1, le=100_000)
+    """Identifies served at once; more wait for a slot (`relay_service.identifies`)."""
     max_message_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
     rate_limit_per_second: float = Field(default=100, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)

@@ -4,6 +4,7 @@ contract rather than on `Relay` (which implements it, `relay_service.relay`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +38,10 @@ class SessionHost(Protocol):
     """What a session needs of the relay that serves it."""
 
     settings: RelaySettings
+
+    def identify_slot(self, deadline: float) -> AbstractAsyncContextManager[None]:
+        """One of the Identifies served at once, waited for until `deadline` (loop time)
+        at most, then `ProtocolError` 4000."""
 
     async def authenticate(self, token: str) -> TokenClaims:
         """The token's claims, or `ProtocolError` 4004."""

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.identity import UserType
 from shared.protocol import CLIENT_OPS, SERVER_OPS
 
-CONNECTIONS = Gauge("relay_connections", "Identified WebSocket sessions on this replica", ["type"])
-SOCKETS = Gauge("relay_sockets", "Open WebSocket connections, identified or not")
+IDENTIFIES_IN_FLIGHT = Gauge(
+    "relay_identifies_in_flight",
+    "Identifies being served (token, revocation lookup, join, READY): at most"
+    " MAX_CONCURRENT_IDENTIFIES",
+)
+IDENTIFIES_WAITING = Gauge(
+    "relay_identifies_waiting", "Identifies waiting for a slot (past MAX_CONCURRENT_IDENTIFIES)"
+)
 CLOSES = Counter("relay_closes_total", "Sessions closed by the server, by close code", ["code"])
 DELIVERY_LATENCY = Histogram(
     "relay_delivery_latency_seconds",
@@ -82,6 +89,45 @@ FRAMES_IN = FRAME_COUNTS.received
 """Frames received by op: `FRAMES_IN[op] += 1`."""
 FRAMES_OUT = FRAME_COUNTS.sent
 """Frames sent by op: `FRAMES_OUT[op] += n`."""
+
+
+class SessionCounts(Collector):
+    """`relay_sockets` and `relay_connections{type}` kept in plain integers and read at each
+    scrape, like `FrameCounts`: a socket and a session are counted on every Identify's path,
+    where prometheus_client's gauge cost a lock and three calls per change (and a `labels()`
+    lookup for the user type). Every user type is exported from the start, at 0."""
+
+    def __init__(self) -> None:
+        self.sockets = 0
+        """Open WebSocket connections, identified or not."""
+        self.identified: dict[UserType, int] = dict.fromkeys(UserType, 0)
+        """Identified sessions by user type."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        sockets, identified = self._families()
+        sockets.add_metric([], self.sockets)
+        for user_type, count in self.identified.items():
+            identified.add_metric([user_type.value], count)
+        yield sockets
+        yield identified
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("relay_sockets", "Open WebSocket connections, identified or not"),
+            GaugeMetricFamily(
+                "relay_connections",
+                "Identified WebSocket sessions on this replica",
+                labels=["type"],
+            ),
+        )
+
+
+SESSION_COUNTS = SessionCounts()
+REGISTRY.register(SESSION_COUNTS)
 STREAM_RESUMES = Counter(
     "relay_stream_resumes_total",
     "Factories' resumes per stream: resumed, or started afresh (epoch changed, history trimmed)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 from redis.asyncio.retry import Retry
@@ -28,6 +29,7 @@ from relay_service.config import RelaySettings
 from relay_service.frames import Dispatch, StreamMessage
 from relay_service.host import Welcome
 from relay_service.hub import Hub
+from relay_service.identifies import IdentifySlots
 from relay_service.presence import glue, presence_for
 from relay_service.revocations import RevocationCheckUnavailableError, Revocations
 from relay_service.session import Session
@@ -93,6 +95,7 @@ class Relay:
             trusted_proxies=settings.trusted_proxies,
         )
         self.draining = False
+        self._identify_slots = IdentifySlots(settings.max_concurrent_identifies)
 
     async def start(self) -> None:
         """Fetch the verification keys (with `JWKS_URL`), connect the broker, hear every
@@ -118,6 +121,9 @@ class Relay:
 
     # -- what sessions use (SessionHost) ------------------------------------------
 
+    def identify_slot(self, deadline: float) -> AbstractAsyncContextManager[None]:
+        return self._identify_slots.slot(deadline)
+
     async def authenticate(self, token: str) -> TokenClaims:
         try:
             claims = await self.verifier.verify(token)
@@ -137,7 +143,7 @@ class Relay:
         if self.hub.sessions_of(claims.user_id) >= self.settings.max_sessions_per_user:
             raise ProtocolError(CloseCode.TOO_MANY_SESSIONS, "too many sessions for this user")
         self.hub.add(session, claims)
-        metrics.CONNECTIONS.labels(type=claims.user_type.value).inc()
+        metrics.SESSION_COUNTS.identified[claims.user_type] += 1
         if claims.user_type is UserType.FACTORY:
             await self.presence.factory_joined(claims.username)
 
@@ -149,7 +155,7 @@ class Relay:
 
     async def leave(self, session: Session, claims: TokenClaims) -> None:
         if self.hub.remove(session, claims):
-            metrics.CONNECTIONS.labels(type=claims.user_type.value).dec()
+            metrics.SESSION_COUNTS.identified[claims.user_type] -= 1
             if claims.user_type is UserType.FACTORY:
                 self.presence.factory_left(claims.username)
 

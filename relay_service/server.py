@@ -8,7 +8,6 @@ would cost more than the work itself.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from contextlib import asynccontextmanager
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.typing import Origin
 
+from relay_service.collector import Collector, freeze_start_up_objects
 from relay_service.config import RelaySettings
 from relay_service.connection import RelayConnection
 from relay_service.endpoints import http_router
@@ -23,6 +23,7 @@ from relay_service.relay import Relay
 from relay_service.session import Session
 from shared.logging import get_logger
 from shared.protocol import CloseCode
+from shared.tasks import cancel_all
 
 log = get_logger(__name__)
 
@@ -38,17 +39,15 @@ async def serve_until_stopped(settings: RelaySettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running(Relay(settings)):
+    relay = Relay(settings)
+    async with running(relay):
         freeze_start_up_objects()
-        await stop.wait()
-
-
-def freeze_start_up_objects() -> None:
-    """Move what start-up made (modules, classes, settings: objects that live as long as
-    the process) out of the garbage collector's reach, so its full collections walk the
-    sessions' objects only."""
-    gc.collect()
-    gc.freeze()
+        collector = Collector(lambda: len(relay.admission), lambda: relay.admission.released)
+        collecting = asyncio.create_task(collector.run(), name="gc-collector")
+        try:
+            await stop.wait()
+        finally:
+            await cancel_all([collecting])
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ more is read, queued or relayed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from contextlib import suppress
@@ -38,7 +39,7 @@ from relay_service.rate_limit import TokenBucket
 from relay_service.routing import route
 from relay_service.stamping import ToObservers, stamp
 from shared.clock import now_ms
-from shared.logging import get_logger
+from shared.logging import enabled, get_logger
 from shared.protocol import (
     ClientFrame,
     CloseCode,
@@ -144,12 +145,10 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it closes, whoever closes it."""
         structlog.contextvars.bind_contextvars(session=self.session_id)
-        metrics.SOCKETS.inc()
+        metrics.SESSION_COUNTS.sockets += 1
         self._ws.guard = self
         try:
-            await self._ws.send_texts(
-                [frames.hello(self._settings.heartbeat_interval_ms, self.session_id)]
-            )
+            self._send(frames.hello(self._settings.heartbeat_interval_ms, self.session_id))
             metrics.FRAMES_OUT[Op.HELLO] += 1
             await self._receive_forever()
         except ProtocolError as error:
@@ -311,6 +310,10 @@ class Session:
         if self.state is not State.CONNECTED:
             raise ProtocolError(CloseCode.ALREADY_AUTHENTICATED, "already identified")
         identify = parse_data(IdentifyData, frame.d)
+        async with self._host.identify_slot(self._ends_at):
+            await self._identify_in_slot(identify)
+
+    async def _identify_in_slot(self, identify: IdentifyData) -> None:
         claims = await self._host.authenticate(identify.token)
         if self.closing:
             return
@@ -333,7 +336,8 @@ class Session:
         welcome = await self._host.welcome(claims, identify.resume)
         if self.state is State.IDENTIFYING:
             self._release_ready(welcome)
-            self._logger().info("session_identified", **welcome.log)
+            if enabled(logging.INFO):
+                self._logger().info("session_identified", **welcome.log)
 
     def _release_ready(self, welcome: Welcome) -> None:
         """READY (s 1) with what the relay adds for this user (cursors, presence), then a
@@ -435,7 +439,7 @@ class Session:
                 await self._closer
         if self._claims is not None:
             await self._host.leave(self, self._claims)
-        metrics.SOCKETS.dec()
+        metrics.SESSION_COUNTS.sockets -= 1
         # The closes the server started: the session's own (even when the close frame
         # could not reach a peer that stopped reading) and websockets' (1009).
         code = self._close_code or self._ws.close_started_by_websockets()

@@ -12,6 +12,9 @@ import sys
 
 import structlog
 
+_min_level = logging.NOTSET
+"""The configured level: calls below it log nothing (see `enabled`)."""
+
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_logger_name,
@@ -22,6 +25,8 @@ _SHARED_PROCESSORS: list[structlog.types.Processor] = [
 
 
 def configure_logging(level: str = "INFO", service: str = "factory-relay") -> None:
+    global _min_level
+    _min_level = _level_number(level)
     structlog.configure(
         processors=[
             *_SHARED_PROCESSORS,
@@ -30,7 +35,7 @@ def configure_logging(level: str = "INFO", service: str = "factory-relay") -> No
         logger_factory=structlog.stdlib.LoggerFactory(),
         # Below the level a call returns at once: the stdlib wrapper would run the whole
         # processor chain (context, timestamp, …) before logging drops the record.
-        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
+        wrapper_class=structlog.make_filtering_bound_logger(_min_level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -52,6 +57,12 @@ def configure_logging(level: str = "INFO", service: str = "factory-relay") -> No
     # websockets logs every connection's open and close at INFO, without the session:
     # the relay's own session_identified / session_closing lines say more, once.
     logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` is logged: a hot path skips building what only the line
+    needs (a bound logger, its fields) when it would be dropped."""
+    return level >= _min_level
 
 
 def _level_number(level: str) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import HMACAlgorithm
 
 from shared.identity import UserType
 from shared.jwks import JwksKeys
@@ -36,6 +37,10 @@ from shared.keys import (
 from shared.settings import CommonSettings
 
 REQUIRED_CLAIMS = ("sub", "name", "type", "iat", "exp", "iss", "aud", "jti")
+KNOWN_HEADERS_MAX = 64
+"""Token headers whose `kid` is remembered: one per key and header spelling in use."""
+PREPARED_KEYS_MAX = 16
+"""HS256 secrets whose checks are remembered: the configured ones (a rotation has two)."""
 
 
 class InvalidTokenError(Exception):
@@ -71,7 +76,9 @@ class TokenVerifier:
         self._jwks = jwks
         self._issuer = issuer
         self._audience = audience
-        self._jwt = jwt.PyJWT()
+        self._jwt = _decoder()
+        self._kids: dict[str, str] = {}
+        """Header segment → its `kid` (see `_kid`)."""
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> TokenVerifier:
@@ -104,7 +111,7 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> TokenClaims:
         """Verify; a `kid` not known yet makes the JWKS source fetch again (rate-limited)."""
-        kid = token_kid(token)
+        kid = self._kid(token)
         key = self._key(kid)
         if key is None and self._jwks is not None:
             key = await self._jwks.get_or_refetch(kid)
@@ -114,7 +121,7 @@ class TokenVerifier:
 
     def verify_cached(self, token: str) -> TokenClaims:
         """Verify with the keys held now, never fetching: the synchronous fast path."""
-        key = self._key(token_kid(token))
+        key = self._key(self._kid(token))
         if key is None:
             raise InvalidTokenError("unknown signing key")
         return self._decode(token, key)
@@ -123,6 +130,18 @@ class TokenVerifier:
         """The public keys as an RFC 7517 JWK set (secrets are never in it)."""
         keys = [jwk for key in self._keys.values() if (jwk := key.jwk()) is not None]
         return {"keys": keys}
+
+    def _kid(self, token: str) -> str:
+        """`token_kid`, remembered per header segment: every token signed with one key has
+        the same header, so it is decoded once. Only headers naming a key held are
+        remembered, at most `KNOWN_HEADERS_MAX`: made-up headers cannot fill the memory."""
+        header, dot, _ = token.partition(".")
+        kid = self._kids.get(header) if dot else None
+        if kid is None:
+            kid = token_kid(token)
+            if len(self._kids) < KNOWN_HEADERS_MAX and self._key(kid) is not None:
+                self._kids[header] = kid
+        return kid
 
     def _key(self, kid: str) -> VerificationKey | None:
         key = self._keys.get(kid)
@@ -143,6 +162,34 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise InvalidTokenError(str(error)) from None
         return _claims_from_payload(payload)
+
+
+class PreparedHMAC(HMACAlgorithm):
+    """HS256 that checks each secret once. PyJWT's `prepare_key` checks on every decode
+    that the secret is not an asymmetric key, a certificate or a JWK (parse attempts that
+    mostly fail by exception: a sizeable share of an Identify's verification); the
+    secrets here are the relay's own configured ones, so their verdict is remembered."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)  # raises for a key it refuses
+            if len(self._prepared) < PREPARED_KEYS_MAX:
+                self._prepared[key] = prepared
+        return prepared
+
+
+def _decoder() -> jwt.PyJWT:
+    """PyJWT with `PreparedHMAC` for HS256. PyJWT takes no algorithms of its own: they are
+    its signature layer's (`_jws`), which `tests/auth/test_tokens.py` checks is still so."""
+    decoder = jwt.PyJWT()
+    decoder._jws.unregister_algorithm("HS256")
+    decoder._jws.register_algorithm("HS256", PreparedHMAC())
+    return decoder
 
 
 def token_kid(token: str) -> str:
