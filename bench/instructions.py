@@ -62,6 +62,10 @@ COMMAND_OP = 4
 STATUS_FACTORIES = 20
 STATUS_OPERATORS = 5
 STATUS_MESSAGES = 100
+PRESENCE_QUIET_SECONDS = 7.0
+"""The status scenario starts this long after the fan-out's factories closed, less its own
+set-up: they go offline a grace (`PRESENCE_GRACE_MS`, 5 s) and a sweep after, and those
+announcements are not status deliveries."""
 HEARTBEAT_SESSIONS = 20
 HEARTBEATS = 20
 """Per session: HEARTBEAT_SESSIONS x HEARTBEATS round trips in all."""
@@ -299,7 +303,7 @@ async def _status(meter: Meter) -> float:
         )
         for i in range(STATUS_FACTORIES)
     ]
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(PRESENCE_QUIET_SECONDS)
     meter.start()
     for n in range(STATUS_MESSAGES):
         ws = factories[n % STATUS_FACTORIES]

@@ -63,7 +63,7 @@ async def _memory() -> list[str]:
         await streams.load()
         async with redis.pipeline(transaction=False) as pipe:
             for _ in range(MEMORY_COMMANDS):
-                streams.append(pipe, keys, message)
+                pipe.execute_command(*streams.append_command(keys, message))
             await pipe.execute()
         log = await redis.memory_usage(keys.log) or 0
         meta = await redis.memory_usage(keys.meta) or 0

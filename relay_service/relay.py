@@ -160,10 +160,17 @@ class Relay:
                 self.presence.factory_left(claims.username)
 
     def publish_to_observers(self, dispatch: Dispatch, on_dropped: DropCallback) -> None:
+        """A status is also kept as its factory's latest: by the script that publishes it
+        (Redis) when presence says so, else by presence's next save."""
         channel = self.channels.observer_shard(dispatch.name)
-        self.broker.publish(channel, frames.pack(dispatch), on_dropped)
+        message = frames.pack(dispatch)
         status = glue.status_data(dispatch)
-        if status is not None:
+        if status is None:
+            self.broker.publish(channel, message, on_dropped)
+        elif self.broker.keeps_statuses and self.presence.keeps_with_publish(dispatch.name):
+            self.broker.publish_status(channel, message, dispatch.name, on_dropped)
+        else:
+            self.broker.publish(channel, message, on_dropped)
             self.presence.status_sent(dispatch.name, status, dispatch.ts_ms)
 
     def publish_to_factories(

@@ -19,8 +19,17 @@ def broker_for(
             history_size=settings.command_history_size,
             history_idle_seconds=settings.command_ttl_max_ms / 1000,
         )
+    from relay_service.broker.links import publish_command
     from relay_service.broker.redis import RedisBroker
+    from relay_service.presence.keys import PresenceKeys
+    from relay_service.presence.redis import StatusKeeper
 
+    statuses = StatusKeeper(
+        client,
+        PresenceKeys(settings.redis_prefix),
+        publish_command=publish_command(client),
+        retention_seconds=settings.presence_retention_seconds,
+    )
     return RedisBroker(
         client,
         on_message,
@@ -31,6 +40,7 @@ def broker_for(
         publish_max_age_seconds=settings.broker_publish_max_age_ms / 1000,
         history_size=settings.command_history_size,
         history_ttl_ms=settings.command_ttl_max_ms,
+        statuses=statuses,
     )
 
 

@@ -94,6 +94,16 @@ class Broker(ABC):
         A message that cannot be published (see the module's docstring) is dropped and
         counted, and `on_dropped` is called once with the reason."""
 
+    keeps_statuses = False
+    """Whether `publish_status` also keeps each status as its factory's latest (SPEC 5.1)."""
+
+    def publish_status(
+        self, channel: str, message: bytes, factory: str, on_dropped: DropCallback | None = None
+    ) -> None:
+        """Queue `factory`'s status like `publish`; a broker that `keeps_statuses` also keeps
+        it as the factory's latest, in the same step as the publish."""
+        self.publish(channel, message, on_dropped)
+
     @abstractmethod
     def append(
         self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None

@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from redis.exceptions import NoScriptError
 
@@ -29,6 +30,9 @@ from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 from shared.logging import get_logger
 from shared.redis_connect import RedisClient
+
+if TYPE_CHECKING:
+    from relay_service.presence.redis import StatusKeeper
 
 log = get_logger(__name__)
 
@@ -45,7 +49,17 @@ LOCAL_ONLY = "local_only"
 
 Append = tuple[StreamKeys, StreamMessage]
 """A message for factories: appended to its stream, which publishes it (one Lua script)."""
-Payload = bytes | Append
+
+
+class Status(NamedTuple):
+    """A factory's status for observers: published and kept as its latest (one Lua script,
+    `relay_service.presence.redis.StatusKeeper`)."""
+
+    factory: str
+    message: bytes
+
+
+Payload = bytes | Append | Status
 Queued = tuple[float, str, Payload, DropCallback | None]
 """A message waiting to be published: (monotonic time queued, channel, message, on_dropped)."""
 
@@ -53,6 +67,8 @@ Queued = tuple[float, str, Payload, DropCallback | None]
 def payload_size(payload: Payload) -> int:
     if type(payload) is bytes:
         return len(payload)
+    if type(payload) is Status:
+        return len(payload.message)
     return sum(map(len, payload[1]))  # type: ignore[arg-type]
 
 
@@ -69,9 +85,11 @@ class Publisher:
         queue_limit_bytes: int,
         max_age_seconds: float,
         deliver_locally: Callable[[str, Payload], None] | None = None,
+        statuses: StatusKeeper | None = None,
     ) -> None:
         self._client = client
         self._streams = streams
+        self._statuses = statuses
         self._publish_command = publish_command
         self._deliver_locally = deliver_locally
         self._is_up = is_up
@@ -138,7 +156,7 @@ class Publisher:
                 refused = await self._execute(batch)
                 unknown = [queued for queued, error in refused if isinstance(error, NoScriptError)]
                 if unknown:
-                    await self._streams.load()
+                    await self.load_scripts()
                     refused = [r for r in refused if not isinstance(r[1], NoScriptError)]
                     refused += await self._execute(unknown)
         except Exception as error:  # the publisher outlives any one failed batch
@@ -151,20 +169,43 @@ class Publisher:
         for queued, _ in refused:
             self._drop(PUBLISH_FAILED, queued[3], logged=True)
 
+    async def load_scripts(self) -> None:
+        """Make sure Redis knows the scripts the publisher runs (after a connect, or a
+        NOSCRIPT answer); the caller bounds the call."""
+        await self._streams.load()
+        if self._statuses is not None:
+            await self._statuses.load()
+
     async def _execute(self, batch: list[Queued]) -> list[tuple[Queued, Exception]]:
-        """Publish `batch` in one pipeline; what Redis refused, with its error."""
+        """Publish `batch`; what Redis refused, with its error. A batch of one message (a
+        paced sender's) is one command: a pipeline costs the relay more CPU than the
+        command it carries."""
+        if len(batch) == 1:
+            queued = batch[0]
+            try:
+                await self._client.execute_command(*self._command(queued[1], queued[2]))
+            except NoScriptError as error:
+                return [(queued, error)]
+            return []
         async with self._client.pipeline(transaction=False) as pipe:
             for _, channel, message, _ in batch:
-                if type(message) is bytes:  # PUBLISH, or SPUBLISH on a cluster
-                    pipe.execute_command(self._publish_command, channel, message)
-                else:
-                    self._streams.append(pipe, *message)
+                pipe.execute_command(*self._command(channel, message))
             results = await pipe.execute(raise_on_error=False)
         return [
             (queued, result)
             for queued, result in zip(batch, results, strict=True)
             if isinstance(result, Exception)
         ]
+
+    def _command(self, channel: str, message: Payload) -> tuple[str | bytes | int, ...]:
+        """PUBLISH (SPUBLISH on a cluster), a stream's append or a status's script."""
+        if type(message) is bytes:
+            return (self._publish_command, channel, message)
+        if type(message) is Status:
+            assert self._statuses is not None  # only a broker with a keeper queues them
+            return self._statuses.command(message.factory, channel, message.message)
+        keys, stream_message = cast(Append, message)
+        return self._streams.append_command(keys, stream_message)
 
     def _unreachable(self, channel: str, message: Payload, on_dropped: DropCallback | None) -> None:
         """Never sent to Redis: it goes to this replica's own sessions instead

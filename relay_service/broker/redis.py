@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from relay_service import frames, metrics
 from relay_service.broker.base import Broker, DropCallback, MessageHandler
 from relay_service.broker.links import Link, open_links, publish_command
-from relay_service.broker.publisher import Payload, Publisher, describe
+from relay_service.broker.publisher import Payload, Publisher, Status, describe
 from relay_service.broker.redis_streams import RedisStreams
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
@@ -41,6 +41,9 @@ from relay_service.streams import Kept
 from shared.logging import get_logger
 from shared.redis_connect import REDIS_ERRORS, RedisClient
 from shared.tasks import cancel_all
+
+if TYPE_CHECKING:
+    from relay_service.presence.redis import StatusKeeper
 
 log = get_logger(__name__)
 
@@ -71,6 +74,7 @@ class RedisBroker(Broker):
         publish_max_age_seconds: float,
         history_size: int,
         history_ttl_ms: int,
+        statuses: StatusKeeper | None = None,
     ) -> None:
         super().__init__(on_message)
         self._client = client
@@ -94,7 +98,9 @@ class RedisBroker(Broker):
             queue_limit_bytes=publish_queue_limit_bytes,
             max_age_seconds=publish_max_age_seconds,
             deliver_locally=self._deliver_locally,
+            statuses=statuses,
         )
+        self.keeps_statuses = statuses is not None
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
         self._stale = False
@@ -171,6 +177,14 @@ class RedisBroker(Broker):
     def publish(self, channel: str, message: bytes, on_dropped: DropCallback | None = None) -> None:
         self._publisher.publish(channel, message, on_dropped)
 
+    def publish_status(
+        self, channel: str, message: bytes, factory: str, on_dropped: DropCallback | None = None
+    ) -> None:
+        if self.keeps_statuses:
+            self._publisher.publish(channel, Status(factory, message), on_dropped)
+        else:
+            self._publisher.publish(channel, message, on_dropped)
+
     def append(
         self, keys: StreamKeys, message: StreamMessage, on_dropped: DropCallback | None = None
     ) -> None:
@@ -180,7 +194,12 @@ class RedisBroker(Broker):
         """While unreachable: hand a message to this replica's own sessions, as if heard
         from Redis (in the loop's next turn, like a message heard: never in the sender's
         call stack). A message to factories goes without a stream: no cursor."""
-        packed = message if isinstance(message, bytes) else frames.unkept(message[1])
+        if isinstance(message, bytes):
+            packed = message
+        elif isinstance(message, Status):
+            packed = message.message
+        else:
+            packed = frames.unkept(message[1])
         asyncio.get_running_loop().call_soon(self._hand_over, channel, packed)
 
     async def read_streams(self, reads: Sequence[tuple[StreamKeys, int]]) -> list[Kept]:
@@ -222,7 +241,7 @@ class RedisBroker(Broker):
             for link in links:
                 _never_reconnect_silently(link.pubsub)
             async with asyncio.timeout(self._timeout):
-                await self._streams.load()  # a new or failed-over Redis has none cached
+                await self._publisher.load_scripts()  # a new or failed-over Redis has none
             if self.on_resubscribed is not None:
                 await self.on_resubscribed()  # the gap, before anything newer is handled
             early, self._early = self._early, None

@@ -17,16 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 from relay_service.streams import Kept
 from shared.redis_connect import RedisClient
-
-AnyPipeline = Pipeline | ClusterPipeline
 
 META_RETENTION_SECONDS = 7 * 86_400
 # The settings are written into the scripts' text (each configuration has scripts, and
@@ -114,11 +110,13 @@ class RedisStreams:
         for script in self._scripts:
             await self._client.script_load(script)
 
-    def append(self, pipe: AnyPipeline, keys: StreamKeys, message: StreamMessage) -> None:
-        """Queue the append script on the publisher's pipeline (EVALSHA: a Redis that lost
-        its scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
+    def append_command(
+        self, keys: StreamKeys, message: StreamMessage
+    ) -> tuple[str | bytes | int, ...]:
+        """The append script's command, for the publisher (EVALSHA: a Redis that lost its
+        scripts answers NOSCRIPT, and the publisher loads them and runs it again)."""
         head, name, body_head = message
-        pipe.execute_command(
+        return (
             "EVALSHA",
             self._append_sha,
             2,

@@ -17,6 +17,7 @@ replica does not have its old master's scripts) SCRIPT LOAD goes to every master
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,39 @@ redis.call('HSET', KEYS[1], 'username', ARGV[1], 'status', ARGV[2], 'status_ts',
 if redis.call('HGET', KEYS[1], 'online') ~= '1' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
 """
+
+# The settings, written into the script's text (one script per configuration), so that a
+# status sends only its key, its channel and itself.
+_PUBLISH_STATUS_SETTINGS = """
+local PUBLISH = '{publish_command}'
+local RETENTION_SECONDS = {retention_seconds}
+"""
+
+# KEYS: hash. ARGV: channel, broker message (format 2, a status: its header holds `ts` at
+# bytes 3-15 and the name's length at 58-59, then the name; its body is `"d":<its d>}`).
+# Publishes it, and keeps its `d` as the factory's latest status unless a later one is
+# kept already (as STATUS).
+_PUBLISH_STATUS = """
+local message = ARGV[2]
+redis.call(PUBLISH, ARGV[1], message)
+local ts = string.sub(message, 3, 15)
+if tonumber(ts) < tonumber(redis.call('HGET', KEYS[1], 'status_ts') or '0') then return 0 end
+local name_end = 59 + tonumber(string.sub(message, 58, 59))
+redis.call('HSET', KEYS[1], 'username', string.sub(message, 60, name_end),
+  'status', string.sub(message, name_end + 5, -2), 'status_ts', ts)
+if redis.call('HGET', KEYS[1], 'online') ~= '1' then
+  redis.call('EXPIRE', KEYS[1], RETENTION_SECONDS)
+end
+return 1
+"""
+
+
+def publish_status_script(*, publish_command: str, retention_seconds: int) -> str:
+    settings = _PUBLISH_STATUS_SETTINGS.format(
+        publish_command=publish_command, retention_seconds=retention_seconds
+    )
+    return settings + _PUBLISH_STATUS
+
 
 # KEYS: replicas, the replica's factory set. ARGV: replica, its last heartbeat seen.
 FORGET = """
@@ -282,6 +316,39 @@ class RedisStore:
                     rows = await pipe.execute()
             loaded.extend(stored for row in rows if (stored := _stored(row)) is not None)
             start += len(names)
+
+
+class StatusKeeper:
+    """Publishes a factory's status and keeps it as its latest, in one script on the
+    factory's hash (`PUBLISH_STATUS`: the hash and the observer channel share one cluster
+    slot). The broker's publisher runs it in place of the PUBLISH: a status costs the relay
+    no round trip of its own, and what is kept is what was published, in the same order."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: PresenceKeys,
+        *,
+        publish_command: str,
+        retention_seconds: int,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._script = publish_status_script(
+            publish_command=publish_command, retention_seconds=retention_seconds
+        )
+        self._sha = hashlib.sha1(self._script.encode(), usedforsecurity=False).hexdigest()
+
+    def command(self, factory: str, channel: str, message: bytes) -> tuple[str | bytes | int, ...]:
+        """The command that publishes `message` (a status of `factory`) on `channel` and
+        keeps it (EVALSHA: a Redis that forgot the script answers NOSCRIPT; `load`)."""
+        key = self._keys.factory(factory)
+        return ("EVALSHA", self._sha, 1, key, channel, message)
+
+    async def load(self) -> None:
+        """Make sure Redis knows the script (on a cluster, every master); the caller bounds
+        the call."""
+        await self._client.script_load(self._script)
 
 
 def _text(value: object) -> str:

@@ -54,9 +54,11 @@ Notify = Callable[[str, bool, int], None]
 WRITE_CONCURRENCY = 64
 """Factories written at once (a reconnect storm after a drain is many first sessions)."""
 STATUS_SAVE_SECONDS = 0.5
-"""Statuses are stored this often, the latest of each factory: a factory sending many a
-second costs Redis two writes a second. (Observers hear every status live; the stored
-one only seeds replicas that start, or re-seed, later.)"""
+"""Per factory, at most one status this often is kept by the script that publishes it
+(Redis); the others are queued and stored this often, the latest of each factory. So a
+factory sending now and then costs no round trip of its own, and one sending many a
+second costs Redis about four writes a second. (Observers hear every status live; the
+stored one only seeds replicas that start, or re-seed, later.)"""
 STATUS_SAVE_BATCH = 500
 SWEEP_BATCH = 1000
 """Due factories settled per sweep, at most (the rest on the next sweep)."""
@@ -98,6 +100,9 @@ class Presence:
         """Factories whose sessions here changed since the store last heard: key → username."""
         self._statuses: dict[str, tuple[str, bytes, int]] = {}
         """Statuses sent through this replica, not yet stored: key → (username, d, ts)."""
+        self._kept_at: dict[str, float] = {}
+        """Factories whose status was kept with its publish lately: key → when (monotonic);
+        forgotten once `STATUS_SAVE_SECONDS` old."""
         self._wake = asyncio.Event()
         self._written: dict[str, asyncio.Future[None]] = {}
         """Joins waiting for the store to have their factory: key → resolved once written."""
@@ -173,8 +178,21 @@ class Presence:
         self._sessions.pop(key, None)
         self._mark(key, username)
 
+    def keeps_with_publish(self, username: str) -> bool:
+        """Whether the factory's status about to be published is to be kept by the script
+        that publishes it: yes unless one was, less than `STATUS_SAVE_SECONDS` ago (then
+        `status_sent`). An older one still queued is saved all the same: the store keeps the
+        later `ts`, and the older one if this publish fails."""
+        key = username_key(username)
+        now = time.monotonic()
+        if now - self._kept_at.get(key, -STATUS_SAVE_SECONDS) < STATUS_SAVE_SECONDS:
+            return False
+        self._kept_at[key] = now
+        return True
+
     def status_sent(self, username: str, status: bytes, ts_ms: int) -> None:
-        """A status this replica published: kept as the factory's latest (coalesced)."""
+        """A status this replica published plainly: queued as the factory's latest, for the
+        next save (coalesced)."""
         self._statuses[username_key(username)] = (username, status, ts_ms)
 
     def heard_presence(self, username: str, online: bool, since: int) -> None:
@@ -184,8 +202,11 @@ class Presence:
         self.mirror.status(username, status, ts_ms)
 
     def reseed(self) -> None:
-        """The broker reconnected: what was announced meanwhile was not heard."""
+        """The broker reconnected: what was announced meanwhile was not heard, and the
+        statuses sent meanwhile reached this replica's observers only, unkept: the latest
+        of each factory with a session here is kept now."""
         self._needs_seed = True
+        self._keep_local_statuses()
 
     def snapshot(self) -> list[dict[str, Any]]:
         listed, left_out = self.mirror.snapshot(
@@ -242,12 +263,18 @@ class Presence:
     async def _save_statuses_forever(self) -> None:
         while True:
             await asyncio.sleep(STATUS_SAVE_SECONDS)
+            self._forget_kept(time.monotonic() - STATUS_SAVE_SECONDS)
             await self._try(self._save_statuses, "presence_status_write_failed")
 
+    def _forget_kept(self, before: float) -> None:
+        """Forget the factories whose status was kept with its publish before `before`
+        (their next one is kept so again): the map holds recent senders only."""
+        self._kept_at = {key: at for key, at in self._kept_at.items() if at >= before}
+
     async def _save_statuses(self) -> None:
-        """Store the statuses sent through this replica since the last save, the latest of
-        each factory only, `STATUS_SAVE_BATCH` per round trip; what fails is kept (unless
-        a newer one came meanwhile) for the next save."""
+        """Store the statuses queued since the last save, the latest of each factory only,
+        `STATUS_SAVE_BATCH` per round trip; what fails is kept (unless a newer one came
+        meanwhile) for the next save."""
         while self._statuses:
             batch = list(islice(self._statuses.items(), STATUS_SAVE_BATCH))
             for key, _ in batch:
@@ -277,12 +304,18 @@ class Presence:
         """The store lost or dropped this replica's state: write all of it again."""
         for key, (username, _) in self._sessions.items():
             self._dirty[key] = username
-            entry = self.mirror.get(username)
-            if entry is not None and entry.status is not None:
-                self._statuses.setdefault(key, (username, entry.status, entry.status_ts))
+        self._keep_local_statuses()
         if self._sessions:
             log.info("presence_rewrite", factories=len(self._sessions))
         self._wake.set()
+
+    def _keep_local_statuses(self) -> None:
+        """Queue, for the next save, the latest status the mirror has of each factory with
+        a session here (the store keeps it unless it has a later one)."""
+        for key, (username, _) in self._sessions.items():
+            entry = self.mirror.get(username)
+            if entry is not None and entry.status is not None:
+                self._statuses.setdefault(key, (username, entry.status, entry.status_ts))
 
     # -- liveness -----------------------------------------------------------------------
 

@@ -305,3 +305,51 @@ async def test_a_factory_closing_while_redis_hangs_goes_offline_once_redis_answe
     assert offline["online"] is False
     await operator.send({"op": Op.HEARTBEAT, "d": None})  # the session lived through it
     assert await operator.recv() == {"op": Op.HEARTBEAT_ACK, "d": None}
+
+
+async def test_a_status_is_kept_when_redis_had_forgotten_the_script_that_keeps_it(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    """A restarted Redis, or a promoted replica, has none of the relay's scripts."""
+    relay = start_relay(PRESENCE, redis_url=private_redis.url, redis_prefix="presence")
+    name = factory_name()
+    factory = await connect(relay, UserType.FACTORY, username=name)
+    operator = await connect(relay, UserType.OPERATOR)
+    with private_redis.client() as redis:
+        redis.script_flush()
+
+    await factory.status({"state": "running"})
+    status = (await operator.recv_dispatch())["d"]
+
+    late = start_relay(PRESENCE, redis_url=private_redis.url, redis_prefix="presence")
+    viewer = await connect(late, UserType.VIEWER)
+    entry = factory_entry(viewer.ready, name)
+    assert entry is not None
+    assert entry["status"] == status
+
+
+async def test_a_status_delivered_while_redis_hung_is_kept_once_it_answers(
+    private_redis: RedisServer, start_relay: StartRelay, connect: Connector
+) -> None:
+    """Sent while the broker is down, a status reaches this replica's observers only; once
+    the broker is back, the replica keeps it as the factory's latest for everyone."""
+    relay = start_relay(PRESENCE, redis_url=private_redis.url, redis_prefix="presence")
+    name = factory_name()
+    factory = await connect(relay, UserType.FACTORY, username=name)
+    operator = await connect(relay, UserType.OPERATOR)
+    private_redis.pause()
+    await wait_for_status(relay, "/readyz", 503)
+    await factory.status({"state": "stopped"})
+    status = (await operator.recv_dispatch())["d"]
+    private_redis.resume()
+    await wait_for_status(relay, "/readyz", 200)
+
+    async with asyncio.timeout(RETRY_MAX_SECONDS + MARGIN_SECONDS):
+        while True:  # kept within a save (0.5 s) of the reconnect
+            late = start_relay(PRESENCE, redis_url=private_redis.url, redis_prefix="presence")
+            viewer = await connect(late, UserType.VIEWER)
+            entry = factory_entry(viewer.ready, name)
+            assert entry is not None
+            if entry["status"] == status:
+                return
+            late.stop()

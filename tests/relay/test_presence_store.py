@@ -10,7 +10,7 @@ SPUBLISH on the factory's observer shard channel, heard on the master of its slo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,10 +19,14 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from relay_service.broker.links import SPUBLISH
+from relay_service import frames
+from relay_service.broker.links import PUBLISH, SPUBLISH
 from relay_service.channels import Channels
+from relay_service.frames import Dispatch
 from relay_service.presence import MemoryStore, PresenceStore, RedisStore
 from relay_service.presence.keys import PresenceKeys
+from relay_service.presence.redis import StatusKeeper
+from shared.protocol import Op
 from shared.redis_connect import RedisClient
 from tests.redis_topologies import RedisClusterNodes, redis_cluster
 
@@ -39,6 +43,8 @@ class Harness:
     heard: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     redis: RedisClient | None = None
     keys: PresenceKeys | None = None
+    channel_of: Callable[[str], str] | None = None
+    publish_command: str = PUBLISH
 
     async def announced(self, count: int) -> list[bytes]:
         """Every announcement so far, once `count` have arrived (or fail)."""
@@ -86,7 +92,7 @@ async def harness(
         retention_seconds=RETENTION_SECONDS,
         ttl_seconds=TTL_SECONDS,
     )
-    harness = Harness(store, redis=client, keys=keys)
+    harness = Harness(store, redis=client, keys=keys, channel_of=channel)
     pubsub = client.pubsub()
     await pubsub.psubscribe(f"{redis_prefix}:relay:obs:*")
 
@@ -121,7 +127,13 @@ async def cluster_harness(nodes: RedisClusterNodes, prefix: str) -> AsyncIterato
         ttl_seconds=TTL_SECONDS,
         publish_command=SPUBLISH,
     )
-    harness = Harness(store, redis=client, keys=keys)
+    harness = Harness(
+        store,
+        redis=client,
+        keys=keys,
+        channel_of=channels.observer_shard,
+        publish_command=SPUBLISH,
+    )
     listeners = [
         await _shard_listener(harness, port, names) for port, names in _by_master(nodes, channels)
     ]
@@ -295,3 +307,58 @@ async def test_every_step_loads_its_script_again_when_redis_forgot_it(harness: H
     assert await harness.announced(3) == [b"online", b"offline", b"online again"]
     [stored] = await store.load(0)
     assert (stored.online, stored.since, stored.status) == (True, NOW + 2 * GRACE, b'{"id":"st-1"}')
+
+
+async def status_publisher(harness: Harness) -> Callable[[str, bytes], Awaitable[object]]:
+    """How the broker publishes a factory's status on the harness's Redis, keeping it
+    (skips in process)."""
+    redis, keys, channel_of = harness.redis, harness.keys, harness.channel_of
+    if redis is None or keys is None or channel_of is None:
+        pytest.skip("in process, presence keeps the statuses itself")
+    keeper = StatusKeeper(
+        redis, keys, publish_command=harness.publish_command, retention_seconds=RETENTION_SECONDS
+    )
+    await keeper.load()
+
+    async def publish(username: str, message: bytes) -> object:
+        return await redis.execute_command(*keeper.command(username, channel_of(username), message))
+
+    return publish
+
+
+def status_message(username: str, ts_ms: int, data: bytes) -> bytes:
+    """The broker message of a status whose `d` is `data`."""
+    return frames.pack(Dispatch(Op.STATUS, ts_ms, b'"d":%b}' % data, username))
+
+
+async def test_a_status_published_by_its_script_is_kept_unless_a_later_one_is(
+    harness: Harness,
+) -> None:
+    """The broker's way of keeping statuses (Redis only): published, and kept by `ts`."""
+    publish = await status_publisher(harness)
+    await harness.store.join("a", "Press-7", 1, NOW, b"online")
+    newer = status_message("Press-7", NOW + 2, b'{"payload":2}')
+    older = status_message("Press-7", NOW + 1, b'{"payload":1}')  # arrived later
+
+    for message in (newer, older):
+        await publish("Press-7", message)
+
+    assert await harness.announced(3) == [b"online", newer, older]
+    [stored] = await harness.store.load(0)
+    assert (stored.username, stored.status, stored.status_ts) == (
+        "Press-7",
+        b'{"payload":2}',
+        NOW + 2,
+    )
+
+
+async def test_a_status_kept_for_an_unknown_factory_expires_after_the_retention(
+    harness: Harness,
+) -> None:
+    publish = await status_publisher(harness)
+
+    await publish("press-7", status_message("press-7", NOW, b'{"payload":1}'))
+
+    assert harness.redis is not None
+    assert harness.keys is not None
+    assert 0 < await harness.redis.ttl(harness.keys.factory("press-7")) <= RETENTION_SECONDS
