@@ -17,6 +17,7 @@ password):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -260,3 +261,8 @@ def _cluster(target: RedisTarget, options: ClientOptions) -> RedisCluster:
         password=target.password,
         **kwargs,
     )
+
+
+def script_sha1(script: str) -> str:
+    """The SHA1 Redis names a Lua script by (what EVALSHA takes)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()

@@ -14,7 +14,6 @@ holds the epoch, expires after `META_RETENTION_SECONDS` without use. When the me
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from redis.exceptions import NoScriptError
@@ -22,7 +21,7 @@ from redis.exceptions import NoScriptError
 from relay_service.channels import StreamKeys
 from relay_service.frames import StreamMessage
 from relay_service.streams import Kept
-from shared.redis_connect import RedisClient
+from shared.redis_connect import RedisClient, script_sha1
 
 META_RETENTION_SECONDS = 7 * 86_400
 # The settings are written into the scripts' text (each configuration has scripts, and
@@ -102,7 +101,7 @@ class RedisStreams:
         self._scripts = scripts(
             history_size=history_size, log_ttl_ms=log_ttl_ms, publish_command=publish_command
         )
-        self._append_sha, self._read_sha = map(_sha1, self._scripts)
+        self._append_sha, self._read_sha = map(script_sha1, self._scripts)
 
     async def load(self) -> None:
         """Make sure Redis knows both scripts (after a connect, or a NOSCRIPT answer); on a
@@ -143,10 +142,6 @@ class RedisStreams:
                 pipe.execute_command("EVALSHA", self._read_sha, 2, keys.log, keys.meta, after)
             replies: list[list[object]] = await pipe.execute()
         return replies
-
-
-def _sha1(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 def _kept(reply: list[object]) -> Kept:

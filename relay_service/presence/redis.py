@@ -17,7 +17,6 @@ replica does not have its old master's scripts) SCRIPT LOAD goes to every master
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from redis.exceptions import NoScriptError
 
 from relay_service.presence.keys import ONLINE_SCORE, PresenceKeys, sessions_field
 from relay_service.presence.store import Stored
-from shared.redis_connect import RedisClient
+from shared.redis_connect import RedisClient, script_sha1
 
 LOAD_BATCH = 500
 """Factories read per round trip when loading the snapshot."""
@@ -337,7 +336,7 @@ class StatusKeeper:
         self._script = publish_status_script(
             publish_command=publish_command, retention_seconds=retention_seconds
         )
-        self._sha = hashlib.sha1(self._script.encode(), usedforsecurity=False).hexdigest()
+        self._sha = script_sha1(self._script)
 
     def command(self, factory: str, channel: str, message: bytes) -> tuple[str | bytes | int, ...]:
         """The command that publishes `message` (a status of `factory`) on `channel` and
