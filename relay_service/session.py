@@ -278,9 +278,7 @@ class Session:
         if not self._bucket.take():
             raise ProtocolError(CloseCode.RATE_LIMITED, "too many frames")
         metrics.FRAMES_IN[Op.HEARTBEAT] += 1
-        if not self._outbox.send_now(frames.HEARTBEAT_ACK):  # the loop checked `closing`
-            self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
-        metrics.FRAMES_OUT[Op.HEARTBEAT_ACK] += 1
+        self._acknowledge_heartbeat()
         return True
 
     async def _handle(self, raw: str | bytes) -> None:
@@ -303,7 +301,10 @@ class Session:
             self._relay_message(frame)
 
     def _acknowledge_heartbeat(self) -> None:
-        self._send(frames.HEARTBEAT_ACK)
+        """Both callers run right after the receive loop checked `closing`: the ACK goes
+        straight to the outbox (`_send` without its check)."""
+        if not self._outbox.send_now(frames.HEARTBEAT_ACK):
+            self.close_soon(CloseCode.TOO_SLOW, "outbound queue full")
         metrics.FRAMES_OUT[Op.HEARTBEAT_ACK] += 1
 
     async def _identify(self, frame: ClientFrame) -> None:
